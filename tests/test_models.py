@@ -218,3 +218,31 @@ def test_paper_configs_follow_the_official_code():
         assert (m.pos_embed is not None) == (name in ("vit_paper", "localvit_paper"))
         assert {mod.p for mod in m.modules() if isinstance(mod, nn.Dropout) and mod.p > 0} == {0.5}
     assert mixlab.create_model("activator_glu_paper").blocks[0].channel_mlp is None
+
+
+def test_a_new_mixer_in_one_file_plugs_into_the_backbone():
+    from mixlab.mixers import MIXERS, register_mixer
+
+    @register_mixer("test_max_pool")
+    class MaxPoolMixer(nn.Module):
+        """out = max over the 3×3 neighbourhood − x."""
+
+        def __init__(self, dim, num_tokens, grid, **cfg):
+            super().__init__()
+            self.grid = grid
+
+        def forward(self, x, grid=None):
+            b, n, c = x.shape
+            h, w = grid or self.grid
+            img = x.transpose(1, 2).reshape(b, c, h, w)
+            return (nn.functional.max_pool2d(img, 3, 1, 1) - img).flatten(2).transpose(1, 2)
+
+    try:
+        model = IsotropicNet(img_size=16, patch_size=4, embed_dim=32, depth=2, mixer="test_max_pool",
+                             mlp_hidden_dim=64, num_classes=3)
+        assert isinstance(model.blocks[0].token_mixer, MaxPoolMixer)
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+        with pytest.raises(ValueError, match="already registered"):
+            register_mixer("test_max_pool")(MaxPoolMixer)
+    finally:
+        MIXERS.pop("test_max_pool")

@@ -19,11 +19,36 @@ MIXERS = {
 FIXED_TOKEN_MIXERS = {"token_mlp", "nin_gating"}
 
 
+def register_mixer(name, fixed_tokens=False):
+    """Decorator that makes a token mixer class available by name to every isotropic model:
+
+        @register_mixer("my_mixer")
+        class MyMixer(nn.Module):
+            def __init__(self, dim, num_tokens, grid, **cfg): ...
+            def forward(self, x, grid=None): ...   # [B, N, C] -> [B, N, C]
+
+    `fixed_tokens=True` declares that its weights depend on the token count (the image size is then fixed).
+    """
+
+    def wrap(cls):
+        if name in MIXERS:
+            raise ValueError(f"token mixer {name!r} is already registered")
+        MIXERS[name] = cls
+        if fixed_tokens:
+            FIXED_TOKEN_MIXERS.add(name)
+        return cls
+
+    return wrap
+
+
 def create_mixer(name, dim, num_tokens, grid, **cfg):
+    """A token mixer by registered name (or a mixer class itself) with the standard constructor contract."""
+    if isinstance(name, type):
+        return name(dim, num_tokens=num_tokens, grid=grid, **cfg)
     if name not in MIXERS:
         raise ValueError(f"unknown token mixer {name!r}; choose one of {sorted(MIXERS)}")
     return MIXERS[name](dim, num_tokens=num_tokens, grid=grid, **cfg)
 
 
-__all__ = ["MIXERS", "FIXED_TOKEN_MIXERS", "create_mixer", "Attention", "TokenMlp", "NiNGating", "GluGating",
+__all__ = ["MIXERS", "FIXED_TOKEN_MIXERS", "create_mixer", "register_mixer", "Attention", "TokenMlp", "NiNGating", "GluGating",
            "AFFMixer", "AdaptiveFrequencyFilter", "IdentityMixer", "PoolingMixer"]

@@ -40,14 +40,15 @@ class IsotropicNet(nn.Module):
             raise ValueError(f"global_pool must be 'avg', 'token' or '', got {global_pool!r}")
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True")
-        if class_token and mixer in FIXED_TOKEN_MIXERS | {"aff", "pooling"}:
+        fixed_tokens = mixer in FIXED_TOKEN_MIXERS or getattr(mixer, "fixed_tokens", False)
+        if class_token and (fixed_tokens or mixer in ("aff", "pooling")):
             raise ValueError(f"mixer {mixer!r} works on the patch grid and cannot take a class token")
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.global_pool = global_pool
         self.mixer_name = mixer
         self.grad_checkpointing = False
-        dynamic = mixer not in FIXED_TOKEN_MIXERS and pos_embed == "none"
+        dynamic = not fixed_tokens and pos_embed == "none"
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, dynamic_img_size=dynamic,
                                       model_name=model_name)
         grid, n = self.patch_embed.grid_size, self.patch_embed.num_patches
