@@ -1,0 +1,228 @@
+"""`load_dataset(name, split)`: find, read, verify and (optionally) subset a dataset; `ensure_default_dataset`.
+
+Verification of the built-in datasets: IDX header and exact length, sha256 of the uncompressed IDX content,
+CIFAR pickle structure, archive sha256 for cifar10-jpeg, per-split counts, and (in `ImageDataset`) dtypes,
+shapes and label range. Anything off raises a one-line ValueError naming the file.
+"""
+import difflib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+from . import sources
+from .cifar import read_cifar
+from .cifar_jpeg import archive_labels, read_cifar10_jpeg
+from .dataset import ImageDataset, stratified_indices
+from .idx import read_idx
+from .imagefolder import channel_stats, read_image_folder, split_dir, train_stats
+from .synthetic import make_synthetic, parse_spec
+
+_SPLITS = ("train", "test")
+
+
+def _log(verbose, message):
+    if verbose:
+        print(f"[mixlab.data] {message}", file=sys.stderr, flush=True)
+
+
+def resolve_name(name):
+    """Canonical dataset name, ('imagefolder', path) for a folder, or a ValueError listing the known names."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
+    if name.startswith("imagefolder:"):
+        return "imagefolder", Path(name[len("imagefolder:"):]).expanduser()
+    key = sources.ALIASES.get(name.lower(), name.lower())
+    if key in sources.DATASETS or key.startswith("synthetic:"):
+        return key, None
+    if Path(name).expanduser().is_dir():
+        return "imagefolder", Path(name).expanduser()
+    close = difflib.get_close_matches(key, list(sources.DATASETS), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(sources.DATASETS)}, an ImageFolder "
+                     f"directory or imagefolder:PATH{hint}")
+
+
+def _online(host, timeout=3.0):
+    """Whether `host:443` answers within `timeout` s (DNS included, hence the thread); MIXLAB_OFFLINE=1 says no."""
+    if os.environ.get("MIXLAB_OFFLINE"):
+        return False
+    result = []
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
+def download(name, verbose=True):
+    """Fetch `name` with torchvision into the cache (torchvision's layout, which the search accepts)."""
+    import torchvision.datasets as tvd
+
+    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10,
+           "cifar100": tvd.CIFAR100}.get(name)
+    if cls is None:
+        raise ValueError(f"{name} cannot be downloaded")
+    root = sources.cache_dir()
+    _log(verbose, f"downloading {name} with torchvision into {root}")
+    for train in (True, False):
+        cls(root=str(root), train=train, download=True)
+    return root
+
+
+def _how_to_get(name):
+    if name == "fashion-mnist":
+        return "apt-get install dataset-fashion-mnist, or set MIXLAB_DATA / --data-dir to a folder holding fashion-mnist/*.gz"
+    if name == "cifar10-jpeg":
+        return "set MIXLAB_DATA / --data-dir to a folder holding cifar10-jpg/{train,test}_jpeg.npz"
+    folder = {"mnist": "mnist/*.gz", "cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[name]
+    extra = "; a lossy JPEG copy may be available as cifar10-jpeg" if name == "cifar10" else ""
+    return (f"set MIXLAB_DATA / --data-dir to a folder holding {folder}, or allow the torchvision download "
+            f"(download=True / --download) when online{extra}")
+
+
+def locate(name, split="train", data_dir=None, download_ok=None, verbose=True):
+    """The folder holding `split` of a built-in dataset, downloading it if allowed; else a one-line error."""
+    folder, looked = sources.find_folder(name, split, data_dir)
+    if folder is not None:
+        return folder
+    host = sources.DOWNLOAD_HOSTS.get(name)
+    tried = "download disabled"
+    if host and (download_ok or (download_ok is None and _online(host))):
+        try:
+            download(name, verbose)
+        except Exception as e:   # network or mirror trouble: fall through to the error naming what we tried
+            tried = f"torchvision download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        folder, looked = sources.find_folder(name, split, data_dir)
+        if folder is not None:
+            return folder
+    elif host and download_ok is None:
+        tried = "offline, no download"
+    raise FileNotFoundError(f"{name} ({split}) not found; looked in {', '.join(map(str, looked))}; {tried}. "
+                            f"To get it: {_how_to_get(name)}")
+
+
+def _read_builtin(name, split, folder, subset, seed):
+    """-> (images, labels, classes, note, subset_done) read from `folder`, verified."""
+    expected = sources.COUNTS[name][split]
+    files = sources.required_files(name, folder, split)
+    if name in ("mnist", "fashion-mnist"):
+        sums = sources.IDX_SHA256[name]
+        images = read_idx(files[0], sums.get(files[0].name.removesuffix(".gz")))
+        labels = read_idx(files[1], sums.get(files[1].name.removesuffix(".gz"))).to(torch.int64)
+        if images.dim() != 3 or images.shape[1:] != (28, 28) or len(images) != expected or len(labels) != expected:
+            raise ValueError(f"{files[0]}: expected {expected} images of 28x28 and as many labels, got "
+                             f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        classes = sources.FASHION_CLASSES if name == "fashion-mnist" else [str(d) for d in range(10)]
+        return images.unsqueeze(1), labels, list(classes), "", False
+    if name in ("cifar10", "cifar100"):
+        images, labels, classes = read_cifar(folder, split, 10 if name == "cifar10" else 100)
+        if len(images) != expected:
+            raise ValueError(f"{folder}: {split} split holds {len(images)} images, expected {expected}")
+        return images, labels, classes, "", False
+    # cifar10-jpeg: pick the subset from the labels first so only those images are decoded.
+    sha = sources.JPEG_SHA256.get(files[0].name)
+    indices = None
+    if subset is not None:
+        indices = stratified_indices(archive_labels(files[0], expected), subset, seed, 10)
+    images, labels, note = read_cifar10_jpeg(files[0], sources.cache_dir(), indices, sha, expected)
+    from .cifar import CIFAR10_CLASSES
+    return images, labels, list(CIFAR10_CLASSES), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
+
+
+def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, download=None, verbose=True, **options):
+    """Load `split` of dataset `name` as an `ImageDataset` (uint8 images on the CPU, see dataset.py).
+
+    name: one of DATASETS, "synthetic:NxCxHxW[:K]", an ImageFolder directory or "imagefolder:PATH".
+    subset=N keeps a class-stratified random N images chosen with `seed` (deterministic).
+    download: True fetches with torchvision if not found, None only when online, False never.
+    options (synthetic only): num_samples, image_size=(C, H, W), num_classes.
+    """
+    key, path = resolve_name(name)
+    if options and not key.startswith("synthetic"):
+        raise ValueError(f"options {sorted(options)} only apply to the synthetic dataset")
+    lossy, subset_done = False, False
+    if key.startswith("synthetic"):
+        n, c, h, w, k = parse_spec(key)
+        n = options.pop("num_samples", n)
+        c, h, w = options.pop("image_size", (c, h, w))
+        k = options.pop("num_classes", k)
+        if options:
+            raise ValueError(f"unknown synthetic options {sorted(options)}: use num_samples, image_size, num_classes")
+        images, labels = make_synthetic(split, n, c, h, w, k)
+        classes, source = [f"class{i}" for i in range(k)], f"generated synthetic:{n}x{c}x{h}x{w}:{k}"
+        mean, std = channel_stats(make_synthetic("train", n, c, h, w, k)[0] if split != "train" else images)
+        key = "synthetic"
+    elif key == "imagefolder":
+        folder, note = split_dir(path, split)
+        images, labels, classes = read_image_folder(folder)
+        source = f"{folder} (ImageFolder{'; ' + note if note else ''})"
+        try:
+            mean, std = train_stats(str(path), Path(path).stat().st_mtime)
+        except FileNotFoundError:   # split folders without a train split: this split's own statistics
+            mean, std = channel_stats(images)
+    else:
+        if split not in _SPLITS:
+            raise ValueError(f"split must be 'train' or 'test' for {key}, got {split!r}")
+        folder = locate(key, split, data_dir, download, verbose)
+        images, labels, classes, note, subset_done = _read_builtin(key, split, folder, subset, seed)
+        source = f"{folder}" + (f" ({note})" if note else "")
+        mean, std = sources.STATS[key]
+        lossy = key == "cifar10-jpeg"
+    ds = ImageDataset(images=images, labels=labels, classes=classes, mean=mean, std=std, name=key, lossy=lossy,
+                      source=source, split=split)
+    if subset is not None and not subset_done:
+        indices = stratified_indices(ds.labels, subset, seed, ds.num_classes)
+        if len(indices) < len(ds):
+            ds = ds.take(indices, f"stratified subset of {len(indices)}/{len(ds)}, seed {seed}")
+    elif subset_done:
+        ds.source += f"; stratified subset of {len(ds)}/{sources.COUNTS[key][split]}, seed {seed}"
+    _log(verbose, f"{ds.name} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
+                  f"{ds.num_classes} classes from {ds.source}")
+    return ds
+
+
+def ensure_default_dataset(verbose=True, data_dir=None):
+    """Make sure Fashion-MNIST (the demo's dataset) is on disk and return its folder.
+
+    Found in the usual places -> that folder. Otherwise, as root with apt-get available, run
+    `apt-get install -y dataset-fashion-mnist` (printing so); otherwise (or if that fails) try the torchvision
+    download; otherwise a one-line FileNotFoundError saying how to get it.
+    """
+    def found():
+        folders = [sources.find_folder("fashion-mnist", s, data_dir)[0] for s in _SPLITS]
+        return folders[0] if folders[0] is not None and folders[0] == folders[1] else None
+
+    if (folder := found()) is not None:
+        return folder
+    attempts = []
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        for cmd in (["apt-get", "install", "-y", "dataset-fashion-mnist"],
+                    ["apt-get", "update"], ["apt-get", "install", "-y", "dataset-fashion-mnist"]):
+            _log(verbose, f"Fashion-MNIST not found; running: {' '.join(cmd)}")
+            done = subprocess.run(cmd, stdout=sys.stderr if verbose else subprocess.DEVNULL,
+                                  stderr=sys.stderr if verbose else subprocess.DEVNULL)
+            if cmd[1] == "install" and done.returncode == 0 and (folder := found()) is not None:
+                return folder
+        attempts.append("apt-get install dataset-fashion-mnist failed")
+    try:
+        download("fashion-mnist", verbose)
+        if (folder := found()) is not None:
+            return folder
+    except Exception as e:
+        attempts.append(f"torchvision download failed ({type(e).__name__})")
+    looked = ", ".join(map(str, sources.candidate_folders("fashion-mnist", data_dir)))
+    raise FileNotFoundError(f"Fashion-MNIST not found; looked in {looked}; {'; '.join(attempts)}. "
+                            f"To get it: {_how_to_get('fashion-mnist')}")

@@ -1,0 +1,123 @@
+"""Device-resident batches: the uint8 dataset lives on the training device; crop, flip and normalise run
+there, batched and per sample (the airbench recipe), with no DataLoader workers and no per-image Python loop.
+
+Epoch plan: a CPU `torch.Generator` seeded from (seed, epoch) draws, in this order, the permutation of the
+N samples (if shuffling), a crop offset (dy, dx) ∈ [0, 2p]² (if cropping with padding p) and a flip bit (if
+flipping) for each *position* of the epoch order. So batches are a pure function of (seed, epoch), the same
+on every device and for every world size.
+
+Random crop = torchvision RandomCrop(size, padding=p) with zero fill: out[c, i, j] = pad(x)[c, dy + i, dx + j];
+horizontal flip reverses j. Both are one gather with per-sample index tensors.
+
+DDP: `batch_size` is per rank. Global batch g is positions [g·B·W, (g+1)·B·W) of the epoch order, augmented
+with the epoch plan, and rank r takes its strided slice r::W. So W ranks × B see exactly the samples (and
+augmentations) of one process with batch W·B; every rank has the same len(loader). Without drop_last the
+last global batch may be short, so a rank's last batch may be smaller (even empty in eval with many ranks).
+"""
+import hashlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def epoch_generator(seed, epoch):
+    """A CPU generator whose state depends only on (seed, epoch)."""
+    digest = hashlib.sha256(f"mixlab.data:{int(seed)}:{int(epoch)}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def crop_flip(images, offsets=None, flips=None, padding=0):
+    """Per-sample random crop (zero padding `padding`, top-left offsets [B, 2] in [0, 2·padding]) and
+    horizontal flip (bool [B]) of uint8 or float images [B, C, H, W], as a single batched gather."""
+    b, c, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, (padding,) * 4) if padding else images
+    if offsets is None:
+        offsets = torch.zeros(b, 2, dtype=torch.long, device=device)
+    cols = torch.arange(w, device=device).expand(b, w)
+    if flips is not None:
+        cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    rows = offsets[:, :1] + torch.arange(h, device=device)
+    cols = offsets[:, 1:] + cols
+    batch = torch.arange(b, device=device)[:, None, None, None]
+    chans = torch.arange(c, device=device)[None, :, None, None]
+    return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class DeviceLoader:
+    """Iterate (x float32 [B, C, H, W] normalised, y int64 [B]) on `device`; see the module docstring.
+
+    train=False: no shuffle, no augmentation, no drop_last (shuffle/drop_last may still be set explicitly).
+    crop_padding: 0 or None disables the crop. normalize: (mean, std), None = the dataset's train statistics,
+    False = only scale to [0, 1].
+    """
+
+    def __init__(self, ds, batch_size, device="cpu", train=True, shuffle=None, drop_last=None, crop_padding=4,
+                 flip=True, normalize=None, seed=0, rank=0, world_size=1):
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.dataset, self.batch_size, self.rank, self.world_size = ds, batch_size, rank, world_size
+        self.device = torch.device(device)
+        self.train, self.seed, self.epoch = train, seed, 0
+        self.shuffle = train if shuffle is None else bool(shuffle)
+        self.drop_last = train if drop_last is None else bool(drop_last)
+        self.padding = int(crop_padding or 0) if train else 0
+        self.flip = bool(flip) and train
+        if self.padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
+        self.global_batch = batch_size * world_size
+        n = len(ds)
+        self.num_batches = n // self.global_batch if self.drop_last else math.ceil(n / self.global_batch)
+        if self.num_batches == 0:
+            raise ValueError(f"{ds.name} {ds.split} has {n} images, fewer than one global batch of "
+                             f"{self.global_batch} (batch_size {batch_size} x world_size {world_size}) with drop_last")
+        self.images = ds.images.to(self.device)   # once; batches are gathered from here
+        self.labels = ds.labels.to(self.device)
+        if normalize is False:
+            mean, std = (0.0,) * ds.image_size[0], (1.0,) * ds.image_size[0]
+        else:
+            mean, std = (ds.mean, ds.std) if normalize is None else normalize
+        if len(mean) != ds.image_size[0] or len(std) != ds.image_size[0] or min(std) <= 0:
+            raise ValueError(f"normalize needs {ds.image_size[0]} means and positive stds, got {mean} / {std}")
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.scale = (1.0 / (255.0 * std_t)).to(self.device)
+        self.shift = (-torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t).to(self.device)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_batches
+
+    @property
+    def num_samples(self):
+        """Samples this rank sees in one epoch."""
+        n = min(self.num_batches * self.global_batch, len(self.dataset))
+        return len(range(self.rank, n, self.world_size))
+
+    def epoch_plan(self):
+        """(order [N], offsets [N, 2] or None, flips [N] or None) on the CPU for the current (seed, epoch)."""
+        n = len(self.dataset)
+        gen = epoch_generator(self.seed, self.epoch)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=gen) if self.padding else None
+        flips = torch.rand(n, generator=gen) < 0.5 if self.flip else None
+        return order, offsets, flips
+
+    def iter_from(self, start_batch=0):
+        """Batches `start_batch`, ... of the current epoch (resuming mid-epoch gives the same batches)."""
+        order, offsets, flips = (t if t is None else t.to(self.device, non_blocking=True) for t in self.epoch_plan())
+        for g in range(start_batch, self.num_batches):
+            positions = slice(g * self.global_batch + self.rank, (g + 1) * self.global_batch, self.world_size)
+            index = order[positions]
+            x = self.images[index]
+            if offsets is not None or flips is not None:
+                x = crop_flip(x, None if offsets is None else offsets[positions],
+                              None if flips is None else flips[positions], self.padding)
+            yield x.float().mul_(self.scale).add_(self.shift), self.labels[index]
+
+    def __iter__(self):
+        return self.iter_from(0)
