@@ -1,0 +1,107 @@
+"""Top-k classification of image files with a trained run.
+
+Each image is converted the way training data was: Pillow reads it; it becomes single-channel "L" for a
+1-channel model and "RGB" for a 3-channel one (palette/alpha images are flattened by Pillow's convert); it
+is resized to the run's input size H×W with bilinear interpolation (aspect ratio not kept, as the training
+sets are square and already at that size); pixels are scaled to [0, 1] and normalised with the run's
+mean/std. Then softmax, top-k. A file Pillow cannot read is reported as skipped, never raised.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+_MODES = {1: "L", 3: "RGB"}
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list   # [(class name, probability)], most likely first
+
+
+def expand_paths(paths):
+    """Files as given, folders replaced by the image files under them (sorted, recursive)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+        else:
+            out.append(p)
+    return out
+
+
+def read_image(path, input_size):
+    """Image file → float tensor [C, H, W] in [0, 1] at the model's input size (C ∈ {1, 3})."""
+    from PIL import Image
+    chans, h, w = input_size
+    if chans not in _MODES:
+        raise ValueError(f"cannot convert images for a {chans}-channel model (only 1 or 3)")
+    with Image.open(path) as img:
+        img = img.convert(_MODES[chans])
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def _why_unreadable(err):
+    from PIL import UnidentifiedImageError
+    if isinstance(err, UnidentifiedImageError):
+        return "cannot identify image"
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _normaliser(data_config, chans):
+    mean, std = data_config.get("mean"), data_config.get("std")
+    if mean is None or std is None:
+        raise ValueError("the run's config.json has no mean/std, so images cannot be normalised as in training")
+    as_vec = lambda v: torch.as_tensor(v, dtype=torch.float32).flatten().expand(chans).reshape(chans, 1, 1)
+    try:
+        return as_vec(mean), as_vec(std)
+    except RuntimeError:
+        raise ValueError(f"mean/std {mean}/{std} do not fit a {chans}-channel model") from None
+
+
+def predict_files(model, paths, top_k=5, batch_size=64):
+    """Classify image files with `model` (from `mixlab.load`, which sets `model.data_config`).
+
+    Returns (predictions, skipped): one Prediction per readable image, in input order, and (path, reason)
+    for each file that could not be read.
+    """
+    config = getattr(model, "data_config", None) or {}
+    input_size = config.get("input_size")
+    if not input_size:
+        raise ValueError("the model carries no input size; load it with mixlab.load(run_dir)")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if input_size[0] not in _MODES:
+        raise ValueError(f"cannot convert images for a {input_size[0]}-channel model (only 1 or 3)")
+    mean, std = _normaliser(config, input_size[0])
+    class_names = config.get("class_names")
+    images, kept, skipped = [], [], []
+    for p in expand_paths(paths):
+        try:
+            images.append(read_image(p, input_size))
+            kept.append(str(p))
+        except (OSError, ValueError, SyntaxError) as e:   # Pillow raises all three on corrupt files
+            skipped.append((str(p), _why_unreadable(e)))
+    predictions = []
+    model.eval()
+    for i in range(0, len(images), batch_size):
+        x = (torch.stack(images[i:i + batch_size]) - mean) / std
+        with torch.no_grad():
+            probs = model(x).float().softmax(dim=-1)
+        k = min(top_k, probs.shape[-1])
+        values, indices = probs.topk(k, dim=-1)
+        for path, vals, idxs in zip(kept[i:i + batch_size], values.tolist(), indices.tolist()):
+            names = [class_names[j] if class_names and j < len(class_names) else f"class {j}" for j in idxs]
+            predictions.append(Prediction(path, list(zip(names, vals))))
+    return predictions, skipped
