@@ -1,0 +1,65 @@
+"""`mixlab reproduce TABLE`: a paper's table trained here and printed beside the published numbers."""
+import shlex
+import sys
+
+
+def add_parser(sub):
+    from ..reproduce.tables import TABLES
+    p = sub.add_parser("reproduce", help="regenerate a paper's table beside its published numbers",
+                       description="Train every (dataset, model, seed) of a paper's table as ordinary run "
+                       "directories (rerun the same command to resume), then print ours (final-epoch test "
+                       "top-1, mean ± std over seeds) beside the published numbers. Tables: "
+                       + "; ".join(f"{k}: {v.title}" for k, v in TABLES.items()))
+    p.add_argument("table", choices=list(TABLES), help="which paper's table")
+    p.add_argument("--datasets", default=None,
+                   help="comma list of the table's datasets (default: all; cifar10 uses the lossless copy "
+                        "when present, else cifar10-jpeg, marked lossy)")
+    p.add_argument("--models", default=None, help="comma list of the table's models (default: all)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per (model, dataset) (default 1)")
+    p.add_argument("--epochs", type=int, default=None, help="budget; default the recipe's (reported as such)")
+    p.add_argument("--recipe", default=None, help="paper | dianet | mixlab (default: the table's own)")
+    p.add_argument("--subset", type=int, default=None, help="train on a stratified N-image subset (smoke runs)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=None, help="runs/reproduce/<table>[-<recipe>] by default")
+    p.add_argument("--json", dest="json_path", default=None, help="also write the JSON rows here")
+    p.add_argument("--markdown", default=None, help="also write the markdown table here")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
+    p.set_defaults(func=run)
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args):
+    from ..reproduce import reproduce
+    report = reproduce(args.table, datasets=args.datasets, models=args.models, seeds=args.seeds,
+                       epochs=args.epochs, recipe=args.recipe, out=args.out, subset=args.subset,
+                       device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
+                       compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
+                       markdown_path=args.markdown, command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
+    if args.dry_run:
+        _print_plan(report)
+        return 0
+    print(report["markdown"])
+    print("written: " + ", ".join(report["written"]))
+    return 1 if report["failed"] else 0
+
+
+def _print_plan(report):
+    runs = report["runs"]
+    print(f"{report['table']} with recipe {report['recipe']!r} -> {report['out']}"
+          + (f" (subset {report['subset']})" if report["subset"] else ""))
+    print(f"{'dataset':<14} {'model':<22} {'seed':>4} {'epochs':>6}  {'status':<8} overrides")
+    for r in runs:
+        extra = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        print(f"{r['dataset']:<14} {r['model']:<22} {r['seed']:>4} {r['epochs']:>6}  {r['status']:<8} {extra}")
+    for s in report["skipped"]:
+        print(f"skipped {s['dataset']}: {s['reason']}")
+    new = [r for r in runs if r["status"] == "new"]
+    partial = [r for r in runs if r["status"] == "partial"]
+    print(f"{len(runs)} runs: {len(new)} to train ({sum(r['epochs'] for r in new)} epochs), "
+          f"{len(partial)} to resume, {len(runs) - len(new) - len(partial)} done")

@@ -1,0 +1,229 @@
+"""Plan and run a paper table: one ordinary training run per (dataset, model, seed), then the report.
+
+Layout: `OUT/<dataset>/<model>/seed<k>/`, each a normal `mixlab train` run directory. Rerunning the same
+command reads completed runs' `summary.json`, resumes partial ones through the engine (`resume=DIR`), and
+trains the rest, so an interrupted reproduction continues where it stopped. A dataset that is not available
+offline is skipped with the data package's one-line reason; a run that fails is reported and the others go on.
+"""
+import datetime
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .report import build_row, check_claims, render_markdown
+from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
+
+SUMMARY, STATE = "summary.json", "trainer_state.pt"
+
+
+@dataclass
+class PlannedRun:
+    model: str
+    dataset: str          # ours (e.g. cifar10-jpeg)
+    seed: int
+    path: Path
+    epochs: int
+    overrides: dict = field(default_factory=dict)
+    status: str = "new"   # new | partial | done
+
+
+def default_out(table, recipe):
+    """runs/reproduce/<table>, or <table>-<recipe> when the recipe is not the table's own."""
+    spec = get_table(table)
+    return Path("runs", "reproduce", table if recipe == spec.recipe else f"{table}-{recipe}")
+
+
+def resolve_datasets(names, probe):
+    """[(paper name, our dataset)] and [{'dataset', 'reason'}] skipped; `probe(name)` raises when absent.
+
+    The paper's name tries our candidates in order (CIFAR-10: lossless first, then the lossy JPEG copy); when
+    none is available the first candidate's error is the reason, e.g. the data package's hint for CIFAR-100.
+    """
+    found, skipped = [], []
+    for name in names:
+        first_error = None
+        for candidate in dataset_candidates(name):
+            try:
+                probe(candidate)
+            except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                first_error = first_error or (message if message.startswith(candidate) else
+                                              f"{candidate}: {message}")
+                continue
+            found.append((paper_dataset(candidate), candidate))
+            break
+        else:
+            skipped.append({"dataset": name, "reason": first_error})
+    return found, skipped
+
+
+def scaled_milestones(milestones, epochs, recipe_epochs):
+    """Step-schedule milestones shrunk with an `--epochs` budget so the schedule keeps its shape."""
+    if not milestones or epochs >= recipe_epochs:
+        return list(milestones or [])
+    scaled = []
+    for m in milestones:
+        s = max(1, round(m * epochs / recipe_epochs))
+        if s < epochs and (not scaled or s > scaled[-1]):
+            scaled.append(s)
+    return scaled
+
+
+def run_status(path):
+    """done (a completed summary), partial (a checkpoint to resume) or new."""
+    summary = path / SUMMARY
+    if summary.exists():
+        try:
+            if json.loads(summary.read_text()).get("completed"):
+                return "done"
+        except (OSError, json.JSONDecodeError):
+            pass
+    return "partial" if (path / STATE).exists() or (path / "config.json").exists() else "new"
+
+
+def model_recipe(table, model, recipe, epochs, load_recipe):
+    """(epochs, recipe overrides, the recipe's own epochs) for one model of the table."""
+    spec = get_table(table)
+    base = load_recipe(recipe)
+    own = dict(spec.model_overrides.get(model, {})) if recipe == spec.recipe else {}
+    recipe_epochs = int(own.pop("epochs", base["epochs"]))
+    run_epochs = int(epochs) if epochs is not None else recipe_epochs
+    if run_epochs < 1:
+        raise ValueError(f"--epochs must be positive, got {run_epochs}")
+    if base.get("schedule") == "multistep":
+        own["milestones"] = scaled_milestones(own.get("milestones", base.get("milestones")), run_epochs,
+                                              recipe_epochs)
+    return run_epochs, own, recipe_epochs
+
+
+def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe):
+    """Every run of the table, in order (dataset, model, seed), with its status on disk."""
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    runs = []
+    for _, ours in datasets:
+        for model in models:
+            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe)
+            for seed in range(seeds):
+                path = Path(out, ours, model, f"seed{seed}")
+                runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path)))
+    return runs
+
+
+def _check_done(run, summary, recipe, subset):
+    for key, want in (("epochs", run.epochs), ("recipe", recipe), ("subset", subset), ("seed", run.seed)):
+        if summary.get(key) != want:
+            return f"{run.path} was trained with {key}={summary.get(key)!r}, not {want!r}"
+    return None
+
+
+def execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_fn, log):
+    """Train or resume every run not done; (summaries by (model, dataset), failures)."""
+    from ..train import TrainConfig
+
+    results, failed = {}, []
+    todo = sum(r.status != "done" for r in runs)
+    started = 0
+    for run in runs:
+        summary = None
+        if run.status == "done":
+            summary = json.loads((run.path / SUMMARY).read_text())
+            mismatch = _check_done(run, summary, recipe, subset)
+            if mismatch and summary.get("epochs", 0) < run.epochs and summary.get("recipe") == recipe:
+                summary = None   # more epochs asked of a finished run: the engine continues it
+            elif mismatch:
+                raise ValueError(f"{mismatch}; pass another --out or the same settings")
+        if summary is None:
+            started += 1
+            action = "training" if run.status == "new" else "resuming"
+            log(f"[{started}/{max(todo, started)}] {action} {run.model} on {run.dataset} seed {run.seed} "
+                f"({run.epochs} epochs) -> {run.path}")
+            cfg = TrainConfig(model=run.model, data=run.dataset, recipe=recipe, epochs=run.epochs,
+                              batch_size=batch_size, subset=subset, device=device, out=str(run.path),
+                              resume=str(run.path) if run.status != "new" else None, seed=run.seed,
+                              data_dir=data_dir, compile=compile, overrides=dict(run.overrides))
+            try:
+                summary = train_fn(cfg)
+            except (RuntimeError, ValueError, FileNotFoundError) as e:
+                failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed,
+                               "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+                log(f"    failed: {failed[-1]['error']}")
+                continue
+            log(f"    final test top-1 {summary['test_top1']:.2f}%  ({summary.get('train_seconds', 0):.0f} s)")
+        results.setdefault((run.model, run.dataset), []).append(summary)
+    return results, failed
+
+
+def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
+              device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
+              markdown_path=None, command=None, log=print, train_fn=None, probe=None):
+    """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
+
+    Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
+    `train_fn` and `probe` default to the engine's `train` and a test-split load of the dataset.
+    """
+    from ..train import load_recipe
+
+    spec = get_table(table)
+    recipe = recipe or spec.recipe
+    load_recipe(recipe)   # unknown recipe: one clear line before anything runs
+    models = select(spec.models, models, "model")
+    names = select(spec.datasets, datasets, "dataset")
+    out = Path(out) if out else default_out(table, recipe)
+    if probe is None:
+        probe = _data_probe(data_dir)
+    found, skipped = resolve_datasets(names, probe)
+    for s in skipped if not dry_run else ():
+        log(f"skipping {s['dataset']}: {s['reason']}")
+    runs = plan(table, out, found, models, seeds, recipe, epochs, load_recipe)
+    report = {"table": table, "title": spec.title, "recipe": recipe, "out": str(out), "subset": subset,
+              "runs": [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "epochs": r.epochs,
+                        "status": r.status, "path": str(r.path), "overrides": r.overrides} for r in runs],
+              "skipped": skipped}
+    if dry_run:
+        return report
+    if train_fn is None:
+        from ..train import train as train_fn
+    results, failed = execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_fn, log)
+    published = load_published()
+    rows = []
+    for _, ours in found:
+        for model in models:
+            summaries = results.get((model, ours))
+            if summaries:
+                _, _, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe)
+                rows.append(build_row(table, model, ours, recipe, summaries, published, recipe_epochs))
+    claims = check_claims(table, rows)
+    report.update(rows=rows, claims=claims, failed=failed, metric="final-epoch test top-1 (%)",
+                  notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
+                  date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
+                  versions=_versions())
+    report["markdown"] = render_markdown(table, rows, skipped, failed, claims)
+    _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
+    return report
+
+
+def _data_probe(data_dir):
+    def probe(name):
+        from ..data import load_dataset
+        load_dataset(name, split="test", data_dir=data_dir, verbose=False)
+    return probe
+
+
+def _versions():
+    import platform
+
+    import torch
+
+    from .. import __version__
+    return {"mixlab": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _write(report, json_out, md_out, json_path, markdown_path):
+    from ..checkpoint import atomic_write, write_json
+    data = {k: v for k, v in report.items() if k != "markdown"}
+    for path in dict.fromkeys(p for p in (json_out, json_path) if p):
+        write_json(path, data)
+    for path in dict.fromkeys(p for p in (md_out, markdown_path) if p):
+        atomic_write(path, lambda tmp: Path(tmp).write_text(report["markdown"], encoding="utf-8"))
+    report["written"] = [str(p) for p in (json_out, md_out, json_path, markdown_path) if p]

@@ -1,0 +1,128 @@
+"""The papers' tables: which models, datasets and recipe each one trains, the claim it tests, and the
+published numbers it is compared with (package data `published.json`, every number with its source).
+
+Dataset names in a table are the paper's (`cifar10`, `cifar100`, `mnist`, `fashion-mnist`). Each resolves to
+the first of our datasets that exists offline; the paper's CIFAR-10 may resolve to `cifar10-jpeg`, a lossy
+JPEG copy, and every row that does so carries the `lossy` marker.
+"""
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One paper table: `models` trained on `datasets` with `recipe`; `claims` are (better, worse) pairs."""
+    name: str
+    title: str
+    models: tuple
+    datasets: tuple
+    recipe: str
+    claims: tuple = ()
+    note: str = ""
+    # model -> recipe keys that model's paper sets differently ("epochs" included), e.g. WRN's schedule
+    model_overrides: dict = field(default_factory=dict)
+
+
+# DIANet's WRN-52-4 settings (papers.md §4, run_code.py): they differ from the ResNet-164 recipe.
+WRN_RECIPE = {"epochs": 200, "milestones": [80, 120, 160], "gamma": 0.2, "weight_decay": 5e-4}
+
+TABLES = {
+    "ninformer": TableSpec(
+        "ninformer", "NiNformer (arXiv 2403.02411) vs ViT, MLP-Mixer, Local-ViT",
+        ("vit_paper", "mixer_paper", "localvit_paper", "ninformer_paper"),
+        ("mnist", "cifar10", "cifar100", "fashion-mnist"), "paper",
+        claims=(("ninformer_paper", "vit_paper"), ("ninformer_paper", "mixer_paper"),
+                ("ninformer_paper", "localvit_paper")),
+        note="The paper trains on MNIST, CIFAR-10 and CIFAR-100; Fashion-MNIST is our addition."),
+    "activator": TableSpec(
+        "activator", "Activator (arXiv 2405.15953) vs ViT, MLP-Mixer",
+        ("vit_paper", "mixer_paper", "activator_paper", "activator_glu_paper"),
+        ("mnist", "cifar10", "cifar100", "fashion-mnist"), "paper",
+        claims=(("activator_paper", "vit_paper"), ("activator_paper", "mixer_paper"),
+                ("activator_glu_paper", "vit_paper"), ("activator_glu_paper", "mixer_paper")),
+        note="Fashion-MNIST is our addition. activator_glu_paper is the 'only GEGLU' variant."),
+    "dia": TableSpec(
+        "dia", "DIANet (arXiv 1905.10671): ResNet-164 and WRN-52-4 with and without DIA",
+        ("resnet164", "dia_resnet164", "wrn52_4", "dia_wrn52_4"),
+        ("cifar10", "cifar100"), "dianet",
+        claims=(("dia_resnet164", "resnet164"), ("dia_wrn52_4", "wrn52_4")),
+        note="ResNet-164 rows use the DIANet recipe (SGD 0.1, momentum 0.9, wd 1e-4, 180 epochs, x0.1 at "
+             "60/120); WRN-52-4 rows use the official WRN settings (200 epochs, x0.2 at 80/120/160, wd 5e-4, "
+             "dropout 0.3 in the model). An `--epochs` budget scales the milestones with the run length.",
+        model_overrides={m: WRN_RECIPE for m in ("wrn52_4", "dia_wrn52_4")}),
+    "affnet": TableSpec(
+        "affnet", "AFFNet-ET/T/base (arXiv 2307.14008) against the isotropic models at CIFAR scale",
+        ("affnet_et", "affnet_t", "affnet", "vit_paper", "mixer_paper", "ninformer_paper",
+         "activator_paper", "aff_paper_size"),
+        ("cifar10", "cifar100"), "mixlab",
+        note="AFFNet is published on ImageNet-1k at 256 px only, which is out of reach here; its CIFAR rows "
+             "have no published target, and the ImageNet numbers are shown for context, not compared."),
+}
+
+# The paper's dataset -> our datasets, in order of preference (lossless first).
+DATASET_CANDIDATES = {
+    "mnist": ("mnist",),
+    "fashion-mnist": ("fashion-mnist",),
+    "cifar10": ("cifar10", "cifar10-jpeg"),
+    "cifar100": ("cifar100",),
+}
+# Our datasets that stand in for a paper's dataset with a loss of fidelity.
+LOSSY_STAND_INS = {"cifar10-jpeg": "cifar10"}
+DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                  "cifar100": "CIFAR-100", "cifar10-jpeg": "CIFAR-10 (lossy JPEG copy)",
+                  "imagenet-1k": "ImageNet-1k"}
+
+
+def get_table(name):
+    if name not in TABLES:
+        raise ValueError(f"unknown table {name!r}; choose one of {', '.join(TABLES)}")
+    return TABLES[name]
+
+
+def paper_dataset(name):
+    """The paper's dataset that one of our datasets is compared against (`cifar10-jpeg` -> `cifar10`)."""
+    return LOSSY_STAND_INS.get(name, name)
+
+
+def dataset_candidates(name):
+    """Our datasets to try, in order, for a dataset named on the command line (paper's or ours)."""
+    if name in LOSSY_STAND_INS:
+        return (name,)
+    if name not in DATASET_CANDIDATES:
+        known = sorted(set(DATASET_CANDIDATES) | set(LOSSY_STAND_INS))
+        raise ValueError(f"unknown dataset {name!r} for reproduce; choose from {', '.join(known)}")
+    return DATASET_CANDIDATES[name]
+
+
+def select(items, wanted, what):
+    """Keep `wanted` (comma list or sequence) from `items`, in the order given; unknown names are an error."""
+    if not wanted:
+        return tuple(items)
+    if isinstance(wanted, str):
+        wanted = [w.strip() for w in wanted.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in items and not (what == "dataset" and w in LOSSY_STAND_INS
+                                                            and LOSSY_STAND_INS[w] in items)]
+    if unknown:
+        raise ValueError(f"{what} {', '.join(unknown)} not in this table; it has {', '.join(items)}")
+    return tuple(dict.fromkeys(wanted))
+
+
+def load_published():
+    """The package's published numbers: {'entries': [...], 'not_retrieved': {...}}."""
+    text = resources.files("mixlab.reproduce").joinpath("published.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def lookup_published(published, table, model, dataset):
+    """(target, context) for one row: the comparable published entry for this paper dataset or None, and
+    the non-comparable entries (other datasets such as ImageNet, third-party reproductions) for context."""
+    dataset = paper_dataset(dataset)
+    mine = [e for e in published["entries"] if e["table"] == table and e["model"] == model]
+    targets = [e for e in mine if e["comparable"] and e["dataset"] == dataset]
+    if len(targets) > 1:
+        raise ValueError(f"published.json has {len(targets)} targets for {table}/{model}/{dataset}")
+    table_datasets = set(TABLES[table].datasets) if table in TABLES else {dataset}
+    context = [e for e in mine if not e["comparable"]
+               and (e["dataset"] == dataset or e["dataset"] not in table_datasets)]
+    return (targets[0] if targets else None), context
