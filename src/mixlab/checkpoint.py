@@ -51,10 +51,26 @@ def save(model, directory, weights_name="model.safetensors", **meta):
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    config.update(model_config(model, **meta))
+    config.update(model_config(_unwrap(model), **meta))
     write_json(config_path, config)
     atomic_write(directory / weights_name, lambda tmp: save_model(_unwrap(model), tmp), suffix=".safetensors")
     return directory
+
+
+def read_config(path):
+    """config.json of a checkpoint, checked for the keys that rebuild the model."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise ValueError(f"{path} does not name a model (no 'model' key)")
+    return config
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _unwrap(model):
@@ -90,16 +106,24 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
     config_path = directory / "config.json"
     if not config_path.exists():
         raise FileNotFoundError(f"no config.json beside {weight_file}: cannot tell which model to build")
-    config = json.loads(config_path.read_text())
-    model = create_model(config["model"], **config["model_kwargs"])
+    config = read_config(config_path)
+    model = create_model(config["model"], **config.get("model_kwargs", {}))
     if weight_file.suffix == ".safetensors":
         try:
-            missing, unexpected = load_model(model, str(weight_file), strict=True, device=str(map_location))
+            load_model(model, str(weight_file), strict=True, device=str(map_location))
         except Exception as e:
-            raise ValueError(f"{weight_file} does not match model {config['model']}: {str(e).splitlines()[0]}") from e
+            raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
     else:
-        state = torch.load(weight_file, map_location=map_location, weights_only=True)
+        try:
+            # weights_only: the unpickler accepts tensors and plain containers only, so no code can run.
+            state = torch.load(weight_file, map_location=map_location, weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{weight_file.name} was refused by weights-only loading (it holds more than "
+                             f"tensors): {_first_line(e)}") from e
         state = state.get("model", state) if isinstance(state, dict) else state
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except Exception as e:
+            raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
     model.data_config = {k: config.get(k) for k in ("input_size", "mean", "std", "class_names", "dataset")}
     return model.eval()
