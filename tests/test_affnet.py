@@ -1,0 +1,129 @@
+"""AFFNet (arXiv 2307.14008): published sizes, forward/backward at native and tiny inputs, the timm model API,
+and the block structure (FFN before the filter inside one skip)."""
+import math
+
+import pytest
+import torch
+
+import mixlab
+from mixlab.models.affnet import AFFTransformerBlock
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors on shared, busy cores: one intra-op thread is several times faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# Exact counts at 1000 classes / 256 px; the README's 1.4M / 2.6M / 5.5M are these truncated to 0.1M
+# (the models' docstring explains why no local-representation conv precedes the AFF blocks).
+COUNTS = {"affnet_et": (1_436_264, 1.4), "affnet_t": (2_654_232, 2.6), "affnet": (5_568_696, 5.5)}
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_published_parameter_counts(name):
+    exact, published = COUNTS[name]
+    model = mixlab.create_model(name)
+    assert n_params(model) == exact
+    assert math.floor(n_params(model) / 1e5) / 10 == published == mixlab.model_cfg(name)["published"]["params_m"]
+    cfg = mixlab.model_cfg(name)
+    assert cfg["input_size"] == (3, 256, 256) and cfg["num_classes"] == 1000 and cfg["family"] == "affnet"
+
+
+def test_no_local_representation_conv():
+    """A MobileViT local conv (3×3 + BN + 1×1, C→C) per AFF stage would overshoot every published size."""
+    for name, (exact, published) in COUNTS.items():
+        widths = mixlab.models.affnet.AFFNET_CONFIGS[name]["channels"][2:]
+        with_local = exact + sum(9 * c * c + 2 * c + c * c for c in widths)
+        assert with_local / 1e6 > published + 0.25
+
+
+def test_forward_backward_at_256():
+    torch.manual_seed(0)
+    model = mixlab.create_model("affnet_et", num_classes=10)
+    x = torch.randn(2, 3, 256, 256)
+    y = model(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    y.logsumexp(dim=1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    assert model.forward_features(x).shape == (2, model.num_features, 8, 8)
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+@pytest.mark.parametrize("in_chans,size", [(3, 32), (1, 28)])
+def test_tiny_inputs_collapse_to_one_pixel(name, in_chans, size):
+    model = mixlab.create_model(name, num_classes=10, in_chans=in_chans, img_size=size)
+    x = torch.randn(2, in_chans, size, size)
+    assert model.forward_features(x).shape[-2:] == (1, 1)
+    y = model(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    y.sum().backward()
+    assert model.stem[0].weight.grad is not None
+
+
+def test_timm_api():
+    torch.manual_seed(0)
+    model = mixlab.create_model("affnet_et", num_classes=0).eval()
+    x = torch.randn(2, 3, 64, 64)
+    features = model(x)
+    assert features.shape == (2, model.num_features) == (2, 576)
+    torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True), features)
+    model.reset_classifier(7)
+    assert model.get_classifier().out_features == 7
+    logits = model(x)
+    torch.testing.assert_close(logits, model.head(features))
+    model.reset_classifier(3, global_pool="max")
+    torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True),
+                               model.forward_features(x).amax(dim=(2, 3)))
+    with pytest.raises(ValueError, match="global_pool"):
+        model.reset_classifier(3, global_pool="token")
+    no_wd = model.no_weight_decay()
+    assert len(no_wd) == 2 * 9 and all(n.endswith(("filter.b1", "filter.b2")) for n in no_wd)
+    assert no_wd <= dict(model.named_parameters()).keys()
+
+
+def test_widths_and_head_follow_the_official_config():
+    model = mixlab.create_model("affnet")
+    assert model.num_features == 960                                    # min(4 · 320, 960)
+    assert [len(s[1].blocks) for s in (model.layer3, model.layer4, model.layer5)] == [2, 4, 3]
+    block = model.layer4[1].blocks[0]
+    assert block.filter.num_groups == 8 and block.filter.inner_skip
+    assert block.mlp.block[0][0].out_channels == 2 * 256                # MV2 expansion ffn_dim / dim = 2
+    assert isinstance(block.norm1, torch.nn.GroupNorm) and block.norm1.num_groups == 1
+
+
+def test_block_runs_the_ffn_before_the_filter_inside_one_skip():
+    torch.manual_seed(0)
+    block = AFFTransformerBlock(16, 32).eval()
+    x = torch.randn(2, 16, 5, 6)
+    expected = x + block.filter(block.norm2(block.mlp(block.norm1(x))))
+    torch.testing.assert_close(block(x), expected)
+    # the MV2 keeps its own identity skip and the AFF its inner skip
+    z = block.norm1(x)
+    torch.testing.assert_close(block.mlp(z), z + block.mlp.block(z))
+    w = torch.randn(2, 16, 5, 6)
+    torch.testing.assert_close(block.filter(w), w + block.filter.filter(w))
+
+
+def test_dft_impl_matches_torch_fft_in_the_whole_model():
+    torch.manual_seed(0)
+    a = mixlab.create_model("affnet_et", num_classes=5).eval()
+    b = mixlab.create_model("affnet_et", num_classes=5, fft_impl="dft").eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(1, 3, 64, 48)
+    torch.testing.assert_close(b(x), a(x), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="activation"):
+        mixlab.create_model("affnet_et", act="tanhh")
+    with pytest.raises(ValueError, match="5 stage widths"):
+        mixlab.create_model("affnet_et", channels=(32, 48, 64))
