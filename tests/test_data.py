@@ -253,6 +253,8 @@ def test_synthetic_is_deterministic_configurable_and_learnable():
     assert (predicted == test.labels).float().mean() > 0.9
     with pytest.raises(ValueError, match="bad synthetic spec"):
         load_dataset("synthetic:12xfoo", verbose=False)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        load_dataset("synthetic", "validation", verbose=False)
 
 
 def test_unknown_name_and_missing_dataset_give_one_line_errors(tmp_path, monkeypatch):

@@ -154,6 +154,8 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
     if options and not key.startswith("synthetic"):
         raise ValueError(f"options {sorted(options)} only apply to the synthetic dataset")
     lossy, subset_done = False, False
+    if key != "imagefolder" and split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test' for {key}, got {split!r}")
     if key.startswith("synthetic"):
         n, c, h, w, k = parse_spec(key)
         n = options.pop("num_samples", n)
@@ -174,8 +176,6 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
         except FileNotFoundError:   # split folders without a train split: this split's own statistics
             mean, std = channel_stats(images)
     else:
-        if split not in _SPLITS:
-            raise ValueError(f"split must be 'train' or 'test' for {key}, got {split!r}")
         folder = locate(key, split, data_dir, download, verbose)
         images, labels, classes, note, subset_done = _read_builtin(key, split, folder, subset, seed)
         source = f"{folder}" + (f" ({note})" if note else "")

@@ -29,10 +29,12 @@ def epoch_generator(seed, epoch):
 
 def crop_flip(images, offsets=None, flips=None, padding=0):
     """Per-sample random crop (zero padding `padding`, top-left offsets [B, 2] in [0, 2·padding]) and
-    horizontal flip (bool [B]) of uint8 or float images [B, C, H, W], as a single batched gather."""
+    horizontal flip (bool [B]) of images [B, C, H, W] (any dtype), as one `gather` over the flattened
+    padded images (the fastest of gather / advanced indexing / per-shift translation on CPU)."""
     b, c, h, w = images.shape
     device = images.device
     padded = F.pad(images, (padding,) * 4) if padding else images
+    padded_w = w + 2 * padding
     if offsets is None:
         offsets = torch.zeros(b, 2, dtype=torch.long, device=device)
     cols = torch.arange(w, device=device).expand(b, w)
@@ -40,9 +42,8 @@ def crop_flip(images, offsets=None, flips=None, padding=0):
         cols = torch.where(flips[:, None], w - 1 - cols, cols)
     rows = offsets[:, :1] + torch.arange(h, device=device)
     cols = offsets[:, 1:] + cols
-    batch = torch.arange(b, device=device)[:, None, None, None]
-    chans = torch.arange(c, device=device)[None, :, None, None]
-    return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
+    flat_index = (rows[:, :, None] * padded_w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    return padded.reshape(b, c, (h + 2 * padding) * padded_w).gather(2, flat_index).view(b, c, h, w)
 
 
 class DeviceLoader:
