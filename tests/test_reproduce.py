@@ -14,9 +14,9 @@ from mixlab.reproduce.runner import model_recipe
 
 DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PUBLISHED = load_published()
-FAKE_RECIPES = {"paper": {"epochs": 100, "schedule": "constant", "milestones": []},
-                "mixlab": {"epochs": 100, "schedule": "cosine", "milestones": []},
-                "dianet": {"epochs": 180, "schedule": "multistep", "milestones": [60, 120]}}
+FAKE_RECIPES = {"paper": {"name": "paper", "epochs": 100, "schedule": "constant", "milestones": []},
+                "mixlab": {"name": "mixlab", "epochs": 100, "schedule": "cosine", "milestones": []},
+                "dianet": {"name": "dianet", "epochs": 180, "schedule": "multistep", "milestones": [60, 120]}}
 
 
 def fake_load_recipe(name):
@@ -260,3 +260,22 @@ def test_cli_end_to_end_on_a_fashion_mnist_subset(tmp_path, capsys):
         assert r["params"] > 0 and r["published"] is None          # no published Fashion-MNIST numbers
     assert main(args + ["--dry-run"]) == 0
     assert "0 to train (0 epochs), 0 to resume, 2 done" in capsys.readouterr().out
+
+
+def test_recipe_overrides_reach_every_run_and_name_the_default_directory(tmp_path, monkeypatch):
+    from mixlab.cli.reproduce import parse_overrides
+    from mixlab.reproduce import default_out
+    overrides = parse_overrides(["test_augment=true", "label_smoothing=0.1"])
+    assert overrides == {"test_augment": True, "label_smoothing": 0.1}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["test_augment"])
+    assert default_out("ninformer", "paper") == Path("runs/reproduce/ninformer")
+    assert default_out("ninformer", "mixlab", {"test_augment": True}) == \
+        Path("runs/reproduce/ninformer-mixlab-test_augment=true")
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    report = reproduce("dia", datasets="cifar10", models="wrn52_4", epochs=20, overrides={"gamma": 0.5},
+                       log=lambda m: None, probe=lambda n: None, train_fn=_fake_trainer(calls))
+    assert calls[0].overrides == {"milestones": [8, 12, 16], "gamma": 0.5, "weight_decay": 5e-4}  # user wins
+    assert calls[0].data == "cifar10" and report["out"] == str(Path("runs/reproduce/dia-gamma=0.5"))
+    assert "`gamma=0.5`" in report["markdown"]

@@ -1,4 +1,5 @@
 """`mixlab reproduce TABLE`: a paper's table trained here and printed beside the published numbers."""
+import json
 import shlex
 import sys
 
@@ -22,12 +23,29 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe key for every run, e.g. --set test_augment=true (the official "
+                        "2024 quirk); the default --out then names it")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="runs/reproduce/<table>[-<recipe>] by default")
     p.add_argument("--json", dest="json_path", default=None, help="also write the JSON rows here")
     p.add_argument("--markdown", default=None, help="also write the markdown table here")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
     p.set_defaults(func=run)
+
+
+def parse_overrides(items):
+    """['k=v', ...] -> {k: v}; v is read as JSON (numbers, true/false, lists) or else kept as a string."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _log(message):
@@ -40,7 +58,7 @@ def run(args):
                        epochs=args.epochs, recipe=args.recipe, out=args.out, subset=args.subset,
                        device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
-                       markdown_path=args.markdown, command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
+                       markdown_path=args.markdown, overrides=parse_overrides(args.overrides), command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
     if args.dry_run:
         _print_plan(report)
         return 0

@@ -5,6 +5,7 @@ deviation (ddof=1, None for one seed) over seeds. The best-epoch top-1 is kept a
 the best epoch on the test set flatters a model. diff = ours mean − published, in points; a |diff| above
 `INVESTIGATE` is flagged for investigation.
 """
+import json
 import math
 
 from .tables import DATASET_LABELS, TABLES, lookup_published, paper_dataset
@@ -98,12 +99,14 @@ def _dataset_cell(row):
     return f"{label} †" if row["lossy"] else label
 
 
-def render_markdown(table, rows, skipped=(), failed=(), claims=()):
+def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=None):
     """The side-by-side table as GitHub markdown, with footnotes for every marker it uses."""
     spec = TABLES[table]
     lines = [f"### {spec.title}", ""]
     if rows:
         recipes = ", ".join(sorted({f"`{r['recipe']}`" for r in rows}))
+        if overrides:
+            recipes += " with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(overrides.items()))
         lines += [f"Recipe {recipes}; ours = final-epoch test top-1 (%), mean ± sample std over seeds; "
                   "diff = ours − published (points).", ""]
         lines += ["| model | dataset | epochs | seeds | ours top-1 | published | diff | best-epoch | params "

@@ -27,10 +27,12 @@ class PlannedRun:
     status: str = "new"   # new | partial | done
 
 
-def default_out(table, recipe):
-    """runs/reproduce/<table>, or <table>-<recipe> when the recipe is not the table's own."""
+def default_out(table, recipe, overrides=None):
+    """runs/reproduce/<table>, plus -<recipe> when it is not the table's own and -key=value per override."""
     spec = get_table(table)
-    return Path("runs", "reproduce", table if recipe == spec.recipe else f"{table}-{recipe}")
+    parts = [table] + ([] if recipe == spec.recipe else [recipe])
+    parts += [f"{k}={json.dumps(v).replace(' ', '')}" for k, v in sorted((overrides or {}).items())]
+    return Path("runs", "reproduce", "-".join(parts))
 
 
 def resolve_datasets(names, probe):
@@ -81,11 +83,15 @@ def run_status(path):
     return "partial" if (path / STATE).exists() or (path / "config.json").exists() else "new"
 
 
-def model_recipe(table, model, recipe, epochs, load_recipe):
-    """(epochs, recipe overrides, the recipe's own epochs) for one model of the table."""
+def model_recipe(table, model, recipe, epochs, load_recipe, extra=None):
+    """(epochs, recipe overrides, the recipe's own epochs) for one model of the table.
+
+    The table's per-model settings apply under the table's own recipe only; `extra` (the user's `--set`)
+    comes last and is never rescaled.
+    """
     spec = get_table(table)
     base = load_recipe(recipe)
-    own = dict(spec.model_overrides.get(model, {})) if recipe == spec.recipe else {}
+    own = dict(spec.model_overrides.get(model, {})) if base["name"] == spec.recipe else {}
     recipe_epochs = int(own.pop("epochs", base["epochs"]))
     run_epochs = int(epochs) if epochs is not None else recipe_epochs
     if run_epochs < 1:
@@ -93,31 +99,38 @@ def model_recipe(table, model, recipe, epochs, load_recipe):
     if base.get("schedule") == "multistep":
         own["milestones"] = scaled_milestones(own.get("milestones", base.get("milestones")), run_epochs,
                                               recipe_epochs)
+    own.update(extra or {})
     return run_epochs, own, recipe_epochs
 
 
-def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe):
+def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra=None):
     """Every run of the table, in order (dataset, model, seed), with its status on disk."""
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     runs = []
     for _, ours in datasets:
         for model in models:
-            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe)
+            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe, extra)
             for seed in range(seeds):
                 path = Path(out, ours, model, f"seed{seed}")
                 runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path)))
     return runs
 
 
-def _check_done(run, summary, recipe, subset):
-    for key, want in (("epochs", run.epochs), ("recipe", recipe), ("subset", subset), ("seed", run.seed)):
+def _check_done(run, summary, recipe_name, subset):
+    """Why a completed run is not the one asked for (None when it is)."""
+    for key, want in (("epochs", run.epochs), ("recipe", recipe_name), ("subset", subset), ("seed", run.seed)):
         if summary.get(key) != want:
             return f"{run.path} was trained with {key}={summary.get(key)!r}, not {want!r}"
+    config = run.path / "config.json"
+    if config.exists():
+        had = json.loads(config.read_text()).get("train", {}).get("overrides")
+        if had is not None and json.dumps(had, sort_keys=True) != json.dumps(run.overrides, sort_keys=True):
+            return f"{run.path} was trained with recipe overrides {had}, not {run.overrides}"
     return None
 
 
-def execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_fn, log):
+def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log):
     """Train or resume every run not done; (summaries by (model, dataset), failures)."""
     from ..train import TrainConfig
 
@@ -128,8 +141,9 @@ def execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_f
         summary = None
         if run.status == "done":
             summary = json.loads((run.path / SUMMARY).read_text())
-            mismatch = _check_done(run, summary, recipe, subset)
-            if mismatch and summary.get("epochs", 0) < run.epochs and summary.get("recipe") == recipe:
+            mismatch = _check_done(run, summary, recipe_name, subset)
+            if mismatch and mismatch.startswith(f"{run.path} was trained with epochs=") and \
+                    summary.get("epochs", 0) < run.epochs:
                 summary = None   # more epochs asked of a finished run: the engine continues it
             elif mismatch:
                 raise ValueError(f"{mismatch}; pass another --out or the same settings")
@@ -156,7 +170,7 @@ def execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_f
 
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
-              markdown_path=None, command=None, log=print, train_fn=None, probe=None):
+              markdown_path=None, overrides=None, command=None, log=print, train_fn=None, probe=None):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
@@ -166,17 +180,23 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
 
     spec = get_table(table)
     recipe = recipe or spec.recipe
-    load_recipe(recipe)   # unknown recipe: one clear line before anything runs
+    recipe_name = load_recipe(recipe)["name"]   # unknown recipe: one clear line before anything runs
+    overrides = dict(overrides or {})
     models = select(spec.models, models, "model")
+    from ..registry import list_models
+    missing = [m for m in models if m not in list_models()]
+    if missing:
+        raise ValueError(f"model(s) {', '.join(missing)} of the {table} table are not registered in this mixlab")
     names = select(spec.datasets, datasets, "dataset")
-    out = Path(out) if out else default_out(table, recipe)
+    out = Path(out) if out else default_out(table, recipe_name, overrides)
     if probe is None:
         probe = _data_probe(data_dir)
     found, skipped = resolve_datasets(names, probe)
     for s in skipped if not dry_run else ():
         log(f"skipping {s['dataset']}: {s['reason']}")
-    runs = plan(table, out, found, models, seeds, recipe, epochs, load_recipe)
-    report = {"table": table, "title": spec.title, "recipe": recipe, "out": str(out), "subset": subset,
+    runs = plan(table, out, found, models, seeds, recipe, epochs, load_recipe, overrides)
+    report = {"table": table, "title": spec.title, "recipe": recipe_name, "out": str(out), "subset": subset,
+              "overrides": overrides,
               "runs": [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "epochs": r.epochs,
                         "status": r.status, "path": str(r.path), "overrides": r.overrides} for r in runs],
               "skipped": skipped}
@@ -184,21 +204,22 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
         return report
     if train_fn is None:
         from ..train import train as train_fn
-    results, failed = execute(runs, recipe, subset, device, batch_size, data_dir, compile, train_fn, log)
+    results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
+                              train_fn, log)
     published = load_published()
     rows = []
     for _, ours in found:
         for model in models:
             summaries = results.get((model, ours))
             if summaries:
-                _, _, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe)
-                rows.append(build_row(table, model, ours, recipe, summaries, published, recipe_epochs))
+                _, _, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe, overrides)
+                rows.append(build_row(table, model, ours, recipe_name, summaries, published, recipe_epochs))
     claims = check_claims(table, rows)
     report.update(rows=rows, claims=claims, failed=failed, metric="final-epoch test top-1 (%)",
                   notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
                   date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
                   versions=_versions())
-    report["markdown"] = render_markdown(table, rows, skipped, failed, claims)
+    report["markdown"] = render_markdown(table, rows, skipped, failed, claims, overrides)
     _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
     return report
 
