@@ -279,3 +279,16 @@ def test_recipe_overrides_reach_every_run_and_name_the_default_directory(tmp_pat
     assert calls[0].overrides == {"milestones": [8, 12, 16], "gamma": 0.5, "weight_decay": 5e-4}  # user wins
     assert calls[0].data == "cifar10" and report["out"] == str(Path("runs/reproduce/dia-gamma=0.5"))
     assert "`gamma=0.5`" in report["markdown"]
+
+
+def test_accuracy_vs_cost_plot(tmp_path):
+    from mixlab.reproduce.plot import cost_of
+    report = reproduce("ninformer", datasets="mnist", models="mixer_paper,ninformer_paper", epochs=1, out=tmp_path,
+                       log=lambda m: None, probe=lambda n: None, train_fn=_fake_trainer([]), plot=True,
+                       cost_fn=lambda model, dataset: ({"mixer_paper": 0.1, "ninformer_paper": 0.2}[model], "GF"))
+    png = Path(report["plot"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and report["cost_unit"] == "GF"
+    saved = json.loads((tmp_path / "ninformer.json").read_text())
+    assert {r["model"]: r["cost"] for r in saved["rows"]} == {"mixer_paper": 0.1, "ninformer_paper": 0.2}
+    gflops, unit = cost_of("mixer_paper", "mnist")        # the real counter: a paper-size model is sub-GFLOP
+    assert 0.01 < gflops < 1.0 and unit in ("forward GFLOPs / image", "M params")

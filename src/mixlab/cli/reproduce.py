@@ -30,6 +30,8 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="runs/reproduce/<table>[-<recipe>] by default")
     p.add_argument("--json", dest="json_path", default=None, help="also write the JSON rows here")
     p.add_argument("--markdown", default=None, help="also write the markdown table here")
+    p.add_argument("--plot", action="store_true",
+                   help="also plot top-1 against forward FLOPs per image (OUT/<table>-accuracy-vs-flops.png)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
     p.set_defaults(func=run)
 
@@ -58,12 +60,13 @@ def run(args):
                        epochs=args.epochs, recipe=args.recipe, out=args.out, subset=args.subset,
                        device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
-                       markdown_path=args.markdown, overrides=parse_overrides(args.overrides), command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
+                       markdown_path=args.markdown, overrides=parse_overrides(args.overrides), plot=args.plot,
+                       command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
     if args.dry_run:
         _print_plan(report)
         return 0
     print(report["markdown"])
-    print("written: " + ", ".join(report["written"]))
+    print("written: " + ", ".join(report["written"] + ([report["plot"]] if report.get("plot") else [])))
     return 1 if report["failed"] else 0
 
 

@@ -170,11 +170,13 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
 
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
-              markdown_path=None, overrides=None, command=None, log=print, train_fn=None, probe=None):
+              markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
+              cost_fn=None):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
-    `train_fn` and `probe` default to the engine's `train` and a test-split load of the dataset.
+    `train_fn` and `probe` default to the engine's `train` and a test-split load of the dataset; `plot` adds
+    top-1 against forward FLOPs (`cost_fn(model, dataset) -> (cost, unit)`, default the bench FLOP counter).
     """
     from ..train import load_recipe
 
@@ -219,6 +221,13 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
                   notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
                   date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
                   versions=_versions())
+    if plot and rows:
+        from .plot import plot_accuracy_vs_cost
+        png = out / f"{table}-accuracy-vs-flops.png"
+        costs, unit = plot_accuracy_vs_cost(rows, png, title=spec.title, **({"cost_fn": cost_fn} if cost_fn else {}))
+        report.update(plot=str(png), cost_unit=unit)
+        for r in rows:
+            r["cost"] = costs.get((r["model"], r["dataset"]))
     report["markdown"] = render_markdown(table, rows, skipped, failed, claims, overrides)
     _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
     return report

@@ -1,0 +1,56 @@
+"""Accuracy against cost for a reproduced table: ours (final-epoch top-1, mean ± std over seeds) against forward
+FLOPs per image at the dataset's input size, one panel per dataset.
+
+FLOPs come from `mixlab.bench.flops.model_flops` (FlopCounterMode + FFT/attention/LSTM formulas, FLOPs =
+2·MACs); where the bench module is absent the plot uses parameters instead and says so on the axis.
+"""
+from pathlib import Path
+
+from .tables import DATASET_LABELS
+
+INPUT_SIZES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+               "cifar10-jpeg": (3, 32, 32), "cifar100": (3, 32, 32)}
+NUM_CLASSES = {"cifar100": 100}
+
+
+def cost_of(model, dataset):
+    """(forward GFLOPs per image, 'GFLOPs') or (parameters in millions, 'M params') without the bench module."""
+    from .. import create_model
+    c, h, w = INPUT_SIZES.get(dataset, (3, 32, 32))
+    net = create_model(model, num_classes=NUM_CLASSES.get(dataset, 10), in_chans=c, img_size=h)
+    try:
+        from ..bench.flops import model_flops
+    except ImportError:
+        return sum(p.numel() for p in net.parameters()) / 1e6, "M params"
+    return model_flops(net, (c, h, w)).total / 1e9, "forward GFLOPs / image"
+
+
+def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
+    """Write the PNG; returns ({(model, dataset): cost}, unit) so the JSON can carry the figures too."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    if not datasets:
+        raise ValueError("no rows to plot")
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    costs, unit = {}, ""
+    for ax, dataset in zip(axes[0], datasets):
+        for r in (r for r in rows if r["dataset"] == dataset):
+            cost, unit = cost_fn(r["model"], dataset)
+            costs[(r["model"], dataset)] = cost
+            ax.errorbar(cost, r["top1_mean"], yerr=r["top1_std"] or 0, fmt="o", capsize=3)
+            ax.annotate(r["model"], (cost, r["top1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_title(DATASET_LABELS.get(dataset, dataset))
+        ax.set_xlabel(unit)
+        ax.set_ylabel("final-epoch test top-1 (%)")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return costs, unit
