@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import sources
-from .cifar import read_cifar
+from .cifar import CIFAR10_CLASSES, read_cifar
 from .cifar_jpeg import archive_labels, read_cifar10_jpeg
 from .dataset import ImageDataset, stratified_indices
 from .idx import read_idx
@@ -138,7 +138,6 @@ def _read_builtin(name, split, folder, subset, seed):
     if subset is not None:
         indices = stratified_indices(archive_labels(files[0], expected), subset, seed, 10)
     images, labels, note = read_cifar10_jpeg(files[0], sources.cache_dir(), indices, sha, expected)
-    from .cifar import CIFAR10_CLASSES
     return images, labels, list(CIFAR10_CLASSES), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
 
 
