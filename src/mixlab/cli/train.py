@@ -1,0 +1,76 @@
+"""`mixlab train` (train a model, or --resume a run) and `mixlab eval` (score a run's checkpoint)."""
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train a model on a dataset (or continue a run with --resume)")
+    p.add_argument("--model", help="registered model name (`mixlab models` lists them)")
+    p.add_argument("--data", help="mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg, synthetic[:spec] or a folder")
+    p.add_argument("--recipe", default="auto", help="auto | paper | dianet | mixlab | path/to/recipe.json "
+                   "(auto: paper for *_paper models, dianet for ResNets, mixlab otherwise)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch, split over DDP ranks; default: the recipe's")
+    p.add_argument("--lr", type=float, default=None, help="default: the recipe's (scaled with the batch if it says so)")
+    p.add_argument("--subset", type=int, default=None, help="train on a stratified N-image subset, test on at most N")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    p.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last complete epoch")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="where datasets live (default: $MIXLAB_DATA, ~/.cache/mixlab, ...)")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='model overrides, e.g. \'{"depth": 6, "drop_rate": 0.1}\'')
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any recipe key, e.g. --set ema_decay=0.999 --set test_augment=true")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("eval", help="top-1 and loss of a run's best (or last) checkpoint")
+    e.add_argument("--run", required=True, metavar="DIR", help="run directory written by `mixlab train`")
+    e.add_argument("--data", default=None, help="dataset (default: the one the run trained on)")
+    e.add_argument("--split", default="test", choices=["train", "test"])
+    e.add_argument("--weights", default="best", help="best (default) | last | a file name in the run directory")
+    e.add_argument("--subset", type=int, default=None, help="at most N images of the split")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--data-dir", default=None)
+    e.set_defaults(func=run_eval)
+
+
+def _parse_sets(items):
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def run_train(args):
+    from ..train import TrainConfig, train
+    if not isinstance(args.model_kwargs, dict):
+        raise ValueError("--model-kwargs must be a JSON object")
+    config = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
+                         out=args.out, resume=args.resume, compile=args.compile, seed=args.seed,
+                         data_dir=args.data_dir, model_kwargs=args.model_kwargs, overrides=_parse_sets(args.set))
+    s = train(config)
+    if s is None:
+        return 0
+    best = f"{s['best_test_top1']:.2f}" if s.get("best_test_top1") is not None else "-"
+    print(f"\n{'model':<20} {'dataset':<14} {'recipe':<8} {'epochs':>6} {'params':>11} {'test top-1':>10} "
+          f"{'best':>7} {'seconds':>8}")
+    print(f"{s['model']:<20} {s['dataset']:<14} {s['recipe']:<8} {s['epochs']:>6} {s['params']:>11,} "
+          f"{s['test_top1']:>10.2f} {best:>7} {s['train_seconds']:>8.1f}")
+    return 0 if s.get("completed") else 1
+
+
+def run_eval(args):
+    from ..train import evaluate_run
+    r = evaluate_run(args.run, data=args.data, split=args.split, weights=args.weights, device=args.device,
+                     data_dir=args.data_dir, subset=args.subset)
+    print(f"{r['model']} {r['weights']} on {r['dataset']} {r['split']} ({r['n']} images): "
+          f"top-1 {r['top1']:.2f}%  loss {r['loss']:.4f}")
+    return 0

@@ -1,0 +1,9 @@
+"""Training: `train(TrainConfig(model=..., data=...))` → run directory + summary; `evaluate`; recipes."""
+from .config import TrainConfig
+from .engine import TrainingDiverged, pick_device, train
+from .evaluate import evaluate, evaluate_run
+from .recipes import auto_recipe_name, list_recipes, load_recipe
+from .schedule import lr_at
+
+__all__ = ["TrainConfig", "TrainingDiverged", "train", "evaluate", "evaluate_run", "load_recipe", "list_recipes",
+           "auto_recipe_name", "lr_at", "pick_device"]

@@ -1,0 +1,68 @@
+"""The human-facing files of a run directory, all derived from the committed trainer state and each written
+atomically: last/best.safetensors, metrics.csv (one row an epoch), steps.csv (loss and lr per step),
+summary.json and curves.png (loss and top-1 against epoch)."""
+import csv
+import io
+from pathlib import Path
+
+from safetensors.torch import save_model
+
+from ..checkpoint import atomic_write, write_json
+
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds")
+
+
+def _csv_text(fields, rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items() if k in fields})
+    return buf.getvalue()
+
+
+def write_text(path, text):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_outputs(out, eval_model, history, summary, best_now):
+    out = Path(out)
+    atomic_write(out / "last.safetensors", lambda tmp: save_model(eval_model, tmp), suffix=".safetensors")
+    if best_now:
+        atomic_write(out / "best.safetensors", lambda tmp: save_model(eval_model, tmp), suffix=".safetensors")
+    write_text(out / "metrics.csv", _csv_text(METRIC_FIELDS, history["rows"]))
+    steps = [{"step": i + 1, "lr": lr, "loss": loss}
+             for i, (lr, loss) in enumerate(zip(history["step_lr"], history["step_loss"]))]
+    write_text(out / "steps.csv", _csv_text(("step", "lr", "loss"), steps))
+    write_json(out / "summary.json", summary)
+    plot_curves(out / "curves.png", history["rows"], title=f"{summary['model']} on {summary['dataset']}")
+
+
+def plot_curves(path, rows, title=""):
+    """Loss (train, test) and top-1 (train, test) against epoch, side by side."""
+    if not rows:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for split in ("train", "test"):
+        ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], marker=".", label=split)
+        ax_acc.plot(epochs, [r[f"{split}_top1"] for r in rows], marker=".", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), suffix=".png")
+    plt.close(fig)
+
+
+def print_row(row, epochs):
+    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} "
+            f"top-1 {row['train_top1']:6.2f}%  test loss {row['test_loss']:.4f} top-1 {row['test_top1']:6.2f}%  "
+            f"{row['seconds']:.1f}s")
