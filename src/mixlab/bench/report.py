@@ -169,7 +169,8 @@ def plot_sweep(rows, out_dir):
             ax.set_xlabel("tokens N")
             ax.set_ylabel(label)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / fname, dpi=110)
         plt.close(fig)
