@@ -12,6 +12,10 @@ from mixlab.layers import ConvFeedForward
 from mixlab.models import IsotropicNet
 
 ALL = mixlab.list_models()
+# The deep CIFAR CNNs are checked at reduced depth here (same blocks, same stage logic); their full-depth
+# counts and forward passes are covered in test_dia.py.
+SHALLOW = {"resnet164": {"depth": 20}, "dia_resnet164": {"depth": 20}, "wrn52_4": {"depth": 16},
+           "dia_wrn52_4": {"depth": 16}}
 
 
 def _native(name):
@@ -24,7 +28,8 @@ def test_forward_backward_and_timm_api(name):
     torch.manual_seed(0)
     _, size = _native(name)
     size = min(size, 64)          # AFFNet's native 256 px is exercised in its own tests
-    model = mixlab.create_model(name, num_classes=7, in_chans=3, img_size=size)
+    kw = SHALLOW.get(name, {})
+    model = mixlab.create_model(name, num_classes=7, in_chans=3, img_size=size, **kw)
     x = torch.randn(2, 3, size, size)
     out = model(x)
     assert out.shape == (2, 7)
@@ -34,7 +39,7 @@ def test_forward_backward_and_timm_api(name):
     assert all(torch.isfinite(g).all() for g in grads)
 
     # batch 1, one channel
-    gray = mixlab.create_model(name, num_classes=7, in_chans=1, img_size=size).eval()
+    gray = mixlab.create_model(name, num_classes=7, in_chans=1, img_size=size, **kw).eval()
     assert gray(torch.randn(1, 1, size, size)).shape == (1, 7)
 
     # features: num_classes=0 → pooled features; forward_head(pre_logits) agrees with them
@@ -44,7 +49,7 @@ def test_forward_backward_and_timm_api(name):
         pooled = model.forward_head(feats, pre_logits=True)
         assert pooled.shape == (2, model.num_features)
         assert torch.allclose(model.forward_head(feats), model.get_classifier()(pooled), atol=1e-5)
-        headless = mixlab.create_model(name, num_classes=0, in_chans=3, img_size=size).eval()
+        headless = mixlab.create_model(name, num_classes=0, in_chans=3, img_size=size, **kw).eval()
         assert headless(x).shape == (2, headless.num_features)
         model.reset_classifier(3)
         assert model(x).shape == (2, 3)
