@@ -227,16 +227,21 @@ def test_reproduce_writes_rows_and_a_rerun_trains_nothing(tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path):
+    import pickle
+
     def train_fn(cfg):
         if cfg.model == "vit_paper":
             raise RuntimeError("loss became nan at epoch 1 step 3")
+        if cfg.model == "mixer_paper":
+            raise pickle.UnpicklingError("unreadable trainer_state.pt\nmore detail")
         return _fake_trainer([])(cfg)
 
-    report = reproduce("ninformer", datasets="mnist", models="vit_paper,ninformer_paper", epochs=1,
+    report = reproduce("ninformer", datasets="mnist", models="vit_paper,mixer_paper,ninformer_paper", epochs=1,
                        out=tmp_path, log=lambda m: None, probe=lambda n: None, train_fn=train_fn)
     assert [r["model"] for r in report["rows"]] == ["ninformer_paper"]
-    assert report["failed"] == [{"model": "vit_paper", "dataset": "mnist", "seed": 0,
-                                 "error": "loss became nan at epoch 1 step 3"}]
+    assert report["failed"] == [
+        {"model": "vit_paper", "dataset": "mnist", "seed": 0, "error": "loss became nan at epoch 1 step 3"},
+        {"model": "mixer_paper", "dataset": "mnist", "seed": 0, "error": "UnpicklingError: unreadable trainer_state.pt"}]
 
 
 # ---- the real thing, tiny ----------------------------------------------------------------------------------

@@ -42,7 +42,10 @@ def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
             costs[(r["model"], dataset)] = cost
             ax.errorbar(cost, r["top1_mean"], yerr=r["top1_std"] or 0, fmt="o", capsize=3)
             ax.annotate(r["model"], (cost, r["top1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
+        spread = [c for (m, d), c in costs.items() if d == dataset and c]
+        if spread and max(spread) > 10 * min(spread):   # log only when costs span a decade (AFFNet vs isotropic)
+            ax.set_xscale("log")
+        ax.margins(x=0.15, y=0.1)
         ax.set_title(DATASET_LABELS.get(dataset, dataset))
         ax.set_xlabel(unit)
         ax.set_ylabel("final-epoch test top-1 (%)")

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..registry import list_models
 from .report import build_row, check_claims, render_markdown
 from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
 
@@ -158,9 +159,10 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                               data_dir=data_dir, compile=compile, overrides=dict(run.overrides))
             try:
                 summary = train_fn(cfg)
-            except (RuntimeError, ValueError, FileNotFoundError) as e:
-                failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed,
-                               "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+            except Exception as e:   # noqa: BLE001 (one broken run must not stop a day-long table; reported)
+                first = str(e).splitlines()[0] if str(e) else ""
+                kind = "" if isinstance(e, (RuntimeError, ValueError, FileNotFoundError)) else f"{type(e).__name__}: "
+                failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed, "error": kind + first})
                 log(f"    failed: {failed[-1]['error']}")
                 continue
             log(f"    final test top-1 {summary['test_top1']:.2f}%  ({summary.get('train_seconds', 0):.0f} s)")
@@ -185,7 +187,6 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     recipe_name = load_recipe(recipe)["name"]   # unknown recipe: one clear line before anything runs
     overrides = dict(overrides or {})
     models = select(spec.models, models, "model")
-    from ..registry import list_models
     missing = [m for m in models if m not in list_models()]
     if missing:
         raise ValueError(f"model(s) {', '.join(missing)} of the {table} table are not registered in this mixlab")
