@@ -284,6 +284,8 @@ def test_recipe_overrides_reach_every_run_and_name_the_default_directory(tmp_pat
     assert calls[0].overrides == {"milestones": [8, 12, 16], "gamma": 0.5, "weight_decay": 5e-4}  # user wins
     assert calls[0].data == "cifar10" and report["out"] == str(Path("runs/reproduce/dia-gamma=0.5"))
     assert "`gamma=0.5`" in report["markdown"]
+    with pytest.raises(ValueError, match="unknown recipe key.*gama"):
+        reproduce("dia", overrides={"gama": 0.5}, dry_run=True, probe=lambda n: None)
 
 
 def test_accuracy_vs_cost_plot(tmp_path):

@@ -132,11 +132,9 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         notes.append("‡ shorter than the recipe's schedule (`--epochs` budget): not the paper's setting.")
     if any(r["investigate"] for r in rows):
         notes.append(f"⚠ differs from the published number by more than {INVESTIGATE} points.")
-    if any(r["published"] is not None and r["published_note"] for r in rows):
-        for note in dict.fromkeys(r["published_note"] for r in rows if r["published"] is not None
-                                  and r["published_note"]):
-            models = ", ".join(dict.fromkeys(r["model"] for r in rows if r["published_note"] == note))
-            notes.append(f"published ({models}): {note}.")
+    for note in dict.fromkeys(r["published_note"] for r in rows if r["published_note"]):
+        models = ", ".join(dict.fromkeys(r["model"] for r in rows if r["published_note"] == note))
+        notes.append(f"published ({models}): {note}.")
     sources = dict.fromkeys(r["published_source"] for r in rows if r["published_source"])
     notes += [f"source: {s}" for s in sources]
     if spec.note:

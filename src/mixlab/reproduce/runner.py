@@ -184,8 +184,12 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
 
     spec = get_table(table)
     recipe = recipe or spec.recipe
-    recipe_name = load_recipe(recipe)["name"]   # unknown recipe: one clear line before anything runs
-    overrides = dict(overrides or {})
+    base = load_recipe(recipe)   # unknown recipe or override key: one clear line before anything runs
+    recipe_name, overrides = base["name"], dict(overrides or {})
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ValueError(f"unknown recipe key(s) {', '.join(unknown)} for --set; {recipe_name} has "
+                         f"{', '.join(sorted(base))}")
     models = select(spec.models, models, "model")
     missing = [m for m in models if m not in list_models()]
     if missing:

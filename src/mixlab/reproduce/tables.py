@@ -70,7 +70,7 @@ DATASET_CANDIDATES = {
 # Our datasets that stand in for a paper's dataset with a loss of fidelity.
 LOSSY_STAND_INS = {"cifar10-jpeg": "cifar10"}
 DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
-                  "cifar100": "CIFAR-100", "cifar10-jpeg": "CIFAR-10 (lossy JPEG copy)",
+                  "cifar100": "CIFAR-100", "cifar10-jpeg": "CIFAR-10 JPEG",
                   "imagenet-1k": "ImageNet-1k"}
 
 
