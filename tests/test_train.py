@@ -84,6 +84,22 @@ def test_lr_schedules():
     assert lr_at(1, dict(cos, warmup_epochs=5), 1e-3, 2, 10) == pytest.approx(1e-3 * 2 / 4)
 
 
+def test_optimizers_follow_the_recipes():
+    from mixlab.train.engine import build_optimizer
+    model = mixlab.create_model("vit_paper", num_classes=4, img_size=16, **TINY)
+    sgd = build_optimizer(model, resolve(TrainConfig(model="resnet164", data="synthetic")))
+    assert type(sgd) is torch.optim.SGD and (sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (0.9, False)
+    assert all(g["weight_decay"] == 1e-4 for g in sgd.param_groups)   # DIANet decays every parameter
+    assert sum(len(g["params"]) for g in sgd.param_groups) == len(list(model.parameters()))
+    adamw = build_optimizer(model, resolve(TrainConfig(model="vit_tiny", data="synthetic")))
+    assert type(adamw) is torch.optim.AdamW
+    decayed = {id(p) for g in adamw.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["pos_embed"]) not in decayed and id(named["head.bias"]) not in decayed
+    assert id(named["head.weight"]) in decayed
+    assert type(build_optimizer(model, load_recipe("paper"))) is torch.optim.Adam
+
+
 def test_ema_follows_the_equation():
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     ema = ModelEma(model, decay=0.9)

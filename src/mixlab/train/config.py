@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .recipes import resolve_recipe
 
 # Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
-RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs")
+RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides")
 
 
 @dataclass
@@ -66,7 +66,7 @@ def check_resume_matches(saved, config):
         asked, had = getattr(config, key), saved.get(key)
         if key == "recipe" and asked in (None, "auto"):
             continue
-        if key == "model_kwargs" and not asked:
+        if key in ("model_kwargs", "overrides") and not asked:
             continue
         if key == "seed" and asked == 0 and had not in (None, 0):
             continue   # 0 is the default; treat it as unset

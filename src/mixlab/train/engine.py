@@ -65,8 +65,10 @@ def build_optimizer(model, hp):
     from timm.optim import create_optimizer_v2
     opt = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}[hp["optimizer"]]   # timm 'sgd' is Nesterov
     kwargs = {"momentum": hp.get("momentum", 0.9)} if opt == "momentum" else {}
-    return create_optimizer_v2(model, opt=opt, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0),
-                               filter_bias_and_bn=hp.get("weight_decay_filter", True), **kwargs)
+    # weight_decay_filter: no decay on biases, norms and model.no_weight_decay() (pos_embed, cls_token);
+    # without it every parameter is decayed, as in the DIANet code.
+    target = model if hp.get("weight_decay_filter", True) else list(model.parameters())
+    return create_optimizer_v2(target, opt=opt, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0), **kwargs)
 
 
 def _log(msg):
@@ -121,7 +123,9 @@ def _train(config, d, ddp_device, log):
             log(json.dumps(finished, indent=2))
             return finished
     hp = resolve(config)
-    config.epochs, config.batch_size, config.lr, config.recipe = hp["epochs"], hp["batch_size"], hp["lr"], hp["name"]
+    config.epochs, config.batch_size, config.lr = hp["epochs"], hp["batch_size"], hp["lr"]
+    if config.recipe in (None, "auto"):
+        config.recipe = hp["name"]   # record what auto chose; a recipe file path stays a path
     out = Path(config.out or default_out(config))
     config.out = str(out)
     device = ddp_device or pick_device(config.device)
