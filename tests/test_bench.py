@@ -201,3 +201,17 @@ def test_accuracy_vs_flops_plot(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 0 and path.endswith("a.png")
     with pytest.raises(FileNotFoundError):
         load_accuracy(tmp_path / "missing.json")
+
+
+def test_accuracy_reader_reads_reproduce_rows_and_never_mixes_datasets(tmp_path):
+    from mixlab.bench.report import load_accuracy
+    rows = [{"model": "vit_paper", "dataset": "mnist", "top1_mean": 98.0},
+            {"model": "vit_paper", "dataset": "cifar10-jpeg", "top1_mean": 70.0},
+            {"model": "ninformer_paper", "dataset": "cifar10-jpeg", "top1_mean": 75.0}]
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps({"rows": rows}))
+    with pytest.raises(ValueError, match="several datasets"):
+        load_accuracy(path)
+    assert load_accuracy(path, "cifar10-jpeg") == {"vit_paper": 70.0, "ninformer_paper": 75.0}
+    with pytest.raises(ValueError, match="no results on 'cifar100'"):
+        load_accuracy(path, "cifar100")

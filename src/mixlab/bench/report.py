@@ -111,10 +111,11 @@ def write_csv(path, rows):
         writer.writerows(rows)
 
 
-def load_accuracy(path):
+def load_accuracy(path, dataset=None):
     """{model: top-1 %} from `reproduce` results: a JSON {model: acc}, a JSON list / {"rows": [...]} of
-    records, or a CSV; records name the model in `model` and the accuracy in the first of `test_top1`,
-    `top1`, `acc`, `accuracy` (fractions ≤ 1 are turned into percent). Several records of a model average."""
+    records, or a CSV; records name the model in `model` and the accuracy in the first of `top1_mean`,
+    `test_top1`, `top1`, `acc`, `accuracy` (fractions ≤ 1 are turned into percent). Records of several
+    datasets are never mixed: pick one with `dataset`. Several records of a model (seeds) average."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"accuracy file {path} does not exist")
@@ -127,9 +128,18 @@ def load_accuracy(path):
             records = [{"model": k, "acc": v} for k, v in data.items() if isinstance(v, (int, float))]
         else:
             records = data["rows"] if isinstance(data, dict) else data
+    datasets = sorted({r["dataset"] for r in records if r.get("dataset")})
+    if dataset is not None:
+        if dataset not in datasets:
+            raise ValueError(f"{path} has no results on {dataset!r} (it has {', '.join(datasets) or 'none'})")
+        records = [r for r in records if r.get("dataset") == dataset]
+    elif len(datasets) > 1:
+        raise ValueError(f"{path} holds results on several datasets ({', '.join(datasets)}): choose one "
+                         f"with --accuracy-dataset")
     acc = {}
     for r in records:
-        key = next((k for k in ("test_top1", "top1", "acc", "accuracy") if r.get(k) not in (None, "")), None)
+        key = next((k for k in ("top1_mean", "test_top1", "top1", "acc", "accuracy")
+                    if r.get(k) not in (None, "")), None)
         if key is None or "model" not in r:
             continue
         v = float(r[key])

@@ -42,6 +42,8 @@ def add_parser(sub):
     p.add_argument("--plot-dir", default=None, help="write PNG plots here")
     p.add_argument("--accuracy", default=None,
                    help="reproduce results (JSON/CSV with model and test_top1) for an accuracy-vs-FLOPs plot")
+    p.add_argument("--accuracy-dataset", default=None,
+                   help="the dataset whose accuracies to plot when --accuracy holds several")
     p.set_defaults(func=run)
 
 
@@ -81,8 +83,8 @@ def run(args):
     if args.plot_dir:
         paths = report.plot_sweep(rows, args.plot_dir) if args.sweep else [report.plot_bench(rows, args.plot_dir)]
         if args.accuracy:
-            paths.append(report.plot_accuracy_vs_flops(rows, report.load_accuracy(args.accuracy),
-                                                       f"{args.plot_dir}/accuracy_vs_flops.png"))
+            accuracy = report.load_accuracy(args.accuracy, args.accuracy_dataset)
+            paths.append(report.plot_accuracy_vs_flops(rows, accuracy, f"{args.plot_dir}/accuracy_vs_flops.png"))
         print("wrote " + ", ".join(paths))
     elif args.accuracy:
         raise ValueError("--accuracy draws a plot: give --plot-dir too")
