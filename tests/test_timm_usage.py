@@ -101,3 +101,14 @@ def test_a_few_steps_reduce_the_loss(name, kwargs):
     with torch.no_grad():
         after = loss_fn(model(x), y).item()
     assert after < 0.8 * before
+
+
+def test_timm_data_config_follows_the_built_and_loaded_model(tmp_path):
+    from timm.data import resolve_model_data_config
+    model = mixlab.create_model("ninformer_paper", num_classes=10, in_chans=1, img_size=28)
+    assert resolve_model_data_config(model)["input_size"] == (1, 28, 28)
+    mixlab.save(model, tmp_path, weights_name="best.safetensors", mean=[0.286], std=[0.353],
+                class_names=[str(i) for i in range(10)], dataset="fashion-mnist")
+    loaded = mixlab.load(tmp_path)
+    cfg = resolve_model_data_config(loaded)
+    assert cfg["input_size"] == (1, 28, 28) and cfg["mean"] == (0.286,) and cfg["std"] == (0.353,)

@@ -59,7 +59,9 @@ def create_model(name, num_classes=None, in_chans=None, img_size=None, pretraine
     kwargs.update(overrides)
     model = fn(**kwargs)
     model.model_name = name
-    model.default_cfg = model.pretrained_cfg = {**cfg, "architecture": name}
+    # timm's resolve_model_data_config reads input_size (and mean/std, which mixlab.load fills from the run).
+    input_size = (kwargs["in_chans"], kwargs["img_size"], kwargs["img_size"])
+    model.default_cfg = model.pretrained_cfg = {**cfg, "architecture": name, "input_size": input_size}
     model.init_kwargs = {k: v for k, v in kwargs.items()}
     return model
 
