@@ -6,7 +6,7 @@ def add_parser(sub):
                        "and compare them (about two minutes on a 2-core CPU)")
     p.add_argument("--models", default=None, help="comma-separated model names (default: the four paper models)")
     p.add_argument("--epochs", type=int, default=None, help="default: 2 on CPU, 10 on GPU")
-    p.add_argument("--subset", type=int, default=None, help="training images (default: 800 on CPU, all on GPU)")
+    p.add_argument("--subset", type=int, default=None, help="training images (default: 500 on CPU, all on GPU)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="demo directory (default runs/demo-<timestamp>)")
