@@ -53,11 +53,13 @@ def plot_comparison(path, histories, title=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in histories.items():
         ax.plot([e for e, _ in curve], [t for _, t in curve], marker="o", label=name)
     ax.set(xlabel="epoch", ylabel="test top-1 (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
