@@ -66,6 +66,14 @@ def test_resolve_scales_lr_with_batch_and_lets_flags_override():
         resolve(TrainConfig(model="vit_tiny", data="synthetic", overrides={"warmup": 3}))
 
 
+def test_batch_larger_than_a_small_subset_is_capped_before_lr_scaling(tmp_path):
+    hp = resolve(TrainConfig(model="vit_tiny", data="synthetic"), train_size=300, world_size=2)
+    assert hp["batch_size"] == 300 and hp["batch_size_capped_from"] == 512
+    assert hp["lr"] == pytest.approx(1e-3 * 300 / 256)
+    s = train(tiny_config(tmp_path, epochs=1, batch_size=1000))     # 384 synthetic training images
+    assert s["completed"] and s["batch_size"] == 384
+
+
 def test_lr_schedules():
     const = load_recipe("paper")
     assert all(lr_at(s, const, 1e-3, 10, 5) == 1e-3 for s in range(50))

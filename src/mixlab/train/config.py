@@ -35,8 +35,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def resolve(config):
-    """The hyper-parameters this run uses: recipe values, overridden by whatever the config sets."""
+def resolve(config, train_size=None, world_size=1):
+    """The hyper-parameters this run uses: recipe values, overridden by whatever the config sets.
+
+    A batch larger than the training set (a small --subset) is capped to the largest multiple of the
+    process count that fits, before the learning rate is scaled with it, and the cap is recorded.
+    """
     if not config.model or not config.data:
         raise ValueError("both a model (--model) and a dataset (--data) are needed to train")
     recipe = dict(resolve_recipe(config.recipe, config.model))
@@ -50,6 +54,12 @@ def resolve(config):
         raise ValueError(f"batch size and epochs must be positive, got {batch} and {epochs}")
     if config.subset is not None and config.subset < 1:
         raise ValueError(f"subset must be a positive number of images, got {config.subset}")
+    if train_size is not None and batch > train_size:
+        capped = train_size // world_size * world_size
+        if capped < 1:
+            raise ValueError(f"{train_size} training images cannot feed {world_size} processes")
+        recipe["batch_size_capped_from"] = batch
+        batch = capped
     if config.lr is not None:
         lr = float(config.lr)
     elif recipe.get("lr_base_batch_size"):

@@ -122,7 +122,14 @@ def _train(config, d, ddp_device, log):
             log(f"{config.resume} is already complete ({finished['epochs']} epochs); its summary:")
             log(json.dumps(finished, indent=2))
             return finished
-    hp = resolve(config)
+    train_ds = load_dataset(config.data, split="train", data_dir=config.data_dir, subset=config.subset,
+                            seed=config.seed)
+    test_ds = load_dataset(config.data, split="test", data_dir=config.data_dir, subset=config.subset,
+                           seed=config.seed)
+    hp = resolve(config, train_size=len(train_ds), world_size=d.world_size)
+    if hp.get("batch_size_capped_from"):
+        log(f"batch {hp['batch_size_capped_from']} is larger than the {len(train_ds)} training images: "
+            f"using batch {hp['batch_size']}")
     config.epochs, config.batch_size, config.lr = hp["epochs"], hp["batch_size"], hp["lr"]
     if config.recipe in (None, "auto"):
         config.recipe = hp["name"]   # record what auto chose; a recipe file path stays a path
@@ -133,10 +140,6 @@ def _train(config, d, ddp_device, log):
         raise ValueError(f"batch size {hp['batch_size']} does not split over {d.world_size} processes")
     rank_batch = hp["batch_size"] // d.world_size
 
-    train_ds = load_dataset(config.data, split="train", data_dir=config.data_dir, subset=config.subset,
-                            seed=config.seed)
-    test_ds = load_dataset(config.data, split="test", data_dir=config.data_dir, subset=config.subset,
-                           seed=config.seed)
     c, h, _ = train_ds.image_size
     mean, std = normalisation(hp.get("normalize"), train_ds)
     loader = DeviceLoader(train_ds, rank_batch, device, train=True, crop_padding=hp.get("crop_padding", 0),
