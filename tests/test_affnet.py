@@ -127,3 +127,18 @@ def test_bad_arguments_are_refused():
         mixlab.create_model("affnet_et", act="tanhh")
     with pytest.raises(ValueError, match="5 stage widths"):
         mixlab.create_model("affnet_et", channels=(32, 48, 64))
+
+
+def test_cifar_stem_variants_keep_the_weights_and_filter_larger_maps():
+    import mixlab
+    for name in ("affnet_et", "affnet_t", "affnet"):
+        paper = mixlab.create_model(name, num_classes=10, img_size=32)
+        cifar = mixlab.create_model(f"{name}_cifar")
+        assert cifar.num_classes == 10
+        assert sum(p.numel() for p in cifar.parameters()) == sum(p.numel() for p in paper.parameters())
+        cifar.load_state_dict(paper.state_dict())          # same architecture, only strides differ
+    model = mixlab.create_model("affnet_et_cifar").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert model.layer5(model.layer4(model.layer3(model.layer2(model.layer1(model.stem(x)))))).shape[-2:] == (4, 4)
+        assert model(x).shape == (1, 10)

@@ -109,7 +109,8 @@ class AFFNet(nn.Module):
 
     def __init__(self, channels=(32, 64, 128, 256, 320), depths=(2, 4, 3), mv2_expand=4, ffn_ratio=2.0,
                  stem_chans=16, head_exp=4, head_max=960, num_classes=1000, in_chans=3, img_size=256,
-                 act="silu", drop_rate=0.0, drop_path_rate=0.0, fusion=True, fft_impl="torch", global_pool="avg"):
+                 act="silu", drop_rate=0.0, drop_path_rate=0.0, fusion=True, fft_impl="torch", global_pool="avg",
+                 cifar_stem=False):
         super().__init__()
         if act not in _ACTS:
             raise ValueError(f"AFFNet: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
@@ -119,11 +120,14 @@ class AFFNet(nn.Module):
         act_layer = _ACTS[act]
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.global_pool = global_pool
-        self.stem = conv_norm_act(in_chans, stem_chans, 3, 2, act=act_layer)
+        # cifar_stem keeps full resolution through the stem and layer2 (total stride 8, not 32), as CIFAR
+        # ResNets do: at 32 px the AFF stages then filter 16², 8² and 4² maps instead of 4², 2² and 1².
+        early_stride = 1 if cifar_stem else 2
+        self.stem = conv_norm_act(in_chans, stem_chans, 3, early_stride, act=act_layer)
         c1, c2 = channels[:2]
         self.layer1 = InvertedResidual(stem_chans, c1, 1, mv2_expand, act=act_layer)
-        self.layer2 = nn.Sequential(*[InvertedResidual(c1 if i == 0 else c2, c2, 2 if i == 0 else 1, mv2_expand,
-                                                       act=act_layer) for i in range(3)])
+        self.layer2 = nn.Sequential(*[InvertedResidual(c1 if i == 0 else c2, c2, early_stride if i == 0 else 1,
+                                                       mv2_expand, act=act_layer) for i in range(3)])
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         stages, prev, start = [], c2, 0
         for dim, depth in zip(channels[2:], depths):
@@ -201,3 +205,18 @@ def _register(name, source):
 _register("affnet_et", "AFFNet-ET: microsoft/TokenMixers affnet mode 'xx_small' (arXiv 2307.14008)")
 _register("affnet_t", "AFFNet-T: microsoft/TokenMixers affnet mode 'x_small' (arXiv 2307.14008)")
 _register("affnet", "AFFNet: microsoft/TokenMixers affnet mode 'small' (arXiv 2307.14008)")
+
+
+def _register_cifar(name):
+    """The same widths and blocks with a CIFAR stem (stride 8 in all): mixlab's variant for 32 px inputs."""
+    def build(num_classes=10, in_chans=3, img_size=32, **overrides):
+        return AFFNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size,
+                      **{**AFFNET_CONFIGS[name], "cifar_stem": True, **overrides})
+
+    build.__name__ = f"{name}_cifar"
+    register_model(f"{name}_cifar", family="affnet", paper=False, input_size=(3, 32, 32), num_classes=10,
+                   source=f"{name} with a stride-1 stem and layer2 for 32 px images (mixlab)")(build)
+
+
+for _name in AFFNET_CONFIGS:
+    _register_cifar(_name)

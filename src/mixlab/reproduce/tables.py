@@ -53,11 +53,13 @@ TABLES = {
         model_overrides={m: WRN_RECIPE for m in ("wrn52_4", "dia_wrn52_4")}),
     "affnet": TableSpec(
         "affnet", "AFFNet-ET/T/base (arXiv 2307.14008) against the isotropic models at CIFAR scale",
-        ("affnet_et", "affnet_t", "affnet", "vit_paper", "mixer_paper", "ninformer_paper",
-         "activator_paper", "aff_paper_size"),
+        ("affnet_et", "affnet_t", "affnet", "affnet_et_cifar", "affnet_t_cifar", "affnet_cifar", "vit_paper",
+         "mixer_paper", "ninformer_paper", "activator_paper", "aff_paper_size"),
         ("cifar10", "cifar100"), "mixlab",
         note="AFFNet is published on ImageNet-1k at 256 px only, which is out of reach here; its CIFAR rows "
-             "have no published target, and the ImageNet numbers are shown for context, not compared."),
+             "have no published target, and the ImageNet numbers are shown for context, not compared. The "
+             "official nets downsample 32x, so a 32 px image reaches the AFF stages at 4², 2² and 1²; the "
+             "*_cifar rows keep the same widths and blocks with a stride-1 stem and layer2 (stride 8 in all)."),
 }
 
 # The paper's dataset -> our datasets, in order of preference (lossless first).
