@@ -268,7 +268,7 @@ def test_cli_end_to_end_on_a_fashion_mnist_subset(tmp_path, capsys):
 
 
 def test_recipe_overrides_reach_every_run_and_name_the_default_directory(tmp_path, monkeypatch):
-    from mixlab.cli.reproduce import parse_overrides
+    from mixlab.cli import parse_overrides
     from mixlab.reproduce import default_out
     overrides = parse_overrides(["test_augment=true", "label_smoothing=0.1"])
     assert overrides == {"test_augment": True, "label_smoothing": 0.1}

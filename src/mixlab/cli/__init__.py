@@ -4,11 +4,27 @@ Each verb lives in its own module with `add_parser(subparsers)` and `run(args) -
 """
 import argparse
 import importlib
+import json
 import sys
 
 VERBS = ["models", "train", "eval", "demo", "bench", "reproduce", "export", "predict"]
 _MODULES = {"models": "models", "train": "train", "eval": "train", "demo": "demo", "bench": "bench",
             "reproduce": "reproduce", "export": "export", "predict": "export"}
+
+
+def parse_overrides(items):
+    """`--set KEY=VALUE` items → {key: value}; a value is read as JSON (numbers, true/false, lists) or else
+    kept as a string."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def build_parser():

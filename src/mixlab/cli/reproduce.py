@@ -1,7 +1,8 @@
 """`mixlab reproduce TABLE`: a paper's table trained here and printed beside the published numbers."""
-import json
 import shlex
 import sys
+
+from . import parse_overrides
 
 
 def add_parser(sub):
@@ -34,20 +35,6 @@ def add_parser(sub):
                    help="also plot top-1 against forward FLOPs per image (OUT/<table>-accuracy-vs-flops.png)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
     p.set_defaults(func=run)
-
-
-def parse_overrides(items):
-    """['k=v', ...] -> {k: v}; v is read as JSON (numbers, true/false, lists) or else kept as a string."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _log(message):

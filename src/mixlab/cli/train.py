@@ -1,6 +1,8 @@
 """`mixlab train` (train a model, or --resume a run) and `mixlab eval` (score a run's checkpoint)."""
 import json
 
+from . import parse_overrides
+
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model on a dataset (or continue a run with --resume)")
@@ -35,19 +37,6 @@ def add_parser(sub):
     e.set_defaults(func=run_eval)
 
 
-def _parse_sets(items):
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set needs KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
 def run_train(args):
     from ..train import TrainConfig, train
     if not isinstance(args.model_kwargs, dict):
@@ -55,7 +44,7 @@ def run_train(args):
     config = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
                          out=args.out, resume=args.resume, compile=args.compile, seed=args.seed,
-                         data_dir=args.data_dir, model_kwargs=args.model_kwargs, overrides=_parse_sets(args.set))
+                         data_dir=args.data_dir, model_kwargs=args.model_kwargs, overrides=parse_overrides(args.set))
     s = train(config)
     if s is None:
         return 0
