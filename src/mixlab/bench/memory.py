@@ -11,7 +11,13 @@ of the tensors alive before the step (`resident_bytes`: parameters, buffers, gra
 inputs), so the figure is comparable with the CUDA one. Memory that kernels obtain outside the c10
 allocator (e.g. oneDNN scratchpads) is not seen, and the profiler run is not the timed run.
 """
+import os
+
 import torch
+
+# Kineto (the profiler's backend) logs every start/stop and a failed GPU probe to stderr; that is noise in a
+# bench table. Read when the profiler first starts, so setting it here is early enough.
+os.environ.setdefault("KINETO_LOG_LEVEL", "99")
 
 METHOD = {
     "cuda": "torch.cuda.max_memory_allocated over one step (peak live tensor bytes)",
