@@ -198,13 +198,17 @@ def _train(config, d, ddp_device, log):
         t0 = time.perf_counter()
         row, step_loss, step_lr = _train_epoch(net, model, ema, optimizer, loader, hp, config, epoch,
                                                steps_per_epoch, device, d, autocast, out, log)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_only = time.perf_counter() - t0    # the training pass alone: the throughput figure
         augment = (hp.get("crop_padding", 0), hp.get("flip", False), epoch_seed(config.seed, epoch, 0)) \
             if hp.get("test_augment") else None
         result = evaluate(eval_model, test_ds, device, mean, std, config.eval_batch_size, d, autocast, augment)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        row.update(test_loss=result["loss"], test_top1=result["top1"], seconds=seconds)
+        row.update(test_loss=result["loss"], test_top1=result["top1"], seconds=seconds,
+                   train_pass_seconds=train_only)
         history["rows"].append(row)
         history["step_loss"].extend(step_loss)
         history["step_lr"].extend(step_lr)

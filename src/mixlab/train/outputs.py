@@ -9,7 +9,9 @@ from safetensors.torch import save_model
 
 from ..checkpoint import atomic_write, write_json
 
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds")
+# seconds: the whole epoch (training pass + evaluation); train_pass_seconds: the training pass alone.
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds",
+                 "train_pass_seconds")
 
 
 def _csv_text(fields, rows):
