@@ -222,6 +222,7 @@ def test_paper_configs_follow_the_official_code():
         assert m.cls_token is None and m.global_pool == "avg" and isinstance(m.norm, nn.Identity)
         assert (m.pos_embed is not None) == (name in ("vit_paper", "localvit_paper"))
         assert {mod.p for mod in m.modules() if isinstance(mod, nn.Dropout) and mod.p > 0} == {0.5}
+        assert m.pos_drop.p == 0.0                        # no dropout on the embeddings in the official code
     assert mixlab.create_model("activator_glu_paper").blocks[0].channel_mlp is None
 
 

@@ -25,6 +25,8 @@ class IsotropicNet(nn.Module):
         pos_embed: 'learn' (learned absolute, as ViT) or 'none'.
         class_token / global_pool: 'token' pooling needs the class token; 'avg' is mean over patch tokens.
         final_norm: LayerNorm on the tokens before pooling (ViT), absent in the NiNformer/Activator code.
+        drop_rate: dropout inside the mixers and MLPs (0.5 in the paper configs); pos_drop_rate: dropout on
+            the embedded tokens (0 in every official code).
         dia: share one DIA-LSTM across all blocks; each block's update Δ becomes Δ ⊙ h_t (DIANet on a
             transformer, arXiv 2210.16101).
         weight_init: 'torch' (PyTorch defaults, as the official code of the papers) or 'trunc_normal' (timm ViT).
@@ -33,7 +35,7 @@ class IsotropicNet(nn.Module):
     def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=256, depth=4,
                  mixer="attention", mixer_kwargs=None, mlp="mlp", mlp_hidden_dim=512, mlp_kwargs=None,
                  share_norm=False, pos_embed="none", class_token=False, global_pool="avg", final_norm=False,
-                 drop_rate=0.0, drop_path_rate=0.0, dia=False, dia_reduction=4, weight_init="torch",
+                 drop_rate=0.0, pos_drop_rate=0.0, drop_path_rate=0.0, dia=False, dia_reduction=4, weight_init="torch",
                  model_name=None):
         super().__init__()
         if global_pool not in ("avg", "token", ""):
@@ -60,7 +62,7 @@ class IsotropicNet(nn.Module):
             self.pos_embed = None
         else:
             raise ValueError(f"pos_embed must be 'learn' or 'none', got {pos_embed!r}")
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = nn.Dropout(pos_drop_rate)   # the official codes drop no embeddings (ViT's emb_dropout)
         mixer_kwargs = {"drop": drop_rate, "proj_drop": drop_rate, **(mixer_kwargs or {})}
         mlp_kwargs = {"drop": drop_rate, **(mlp_kwargs or {})}
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
