@@ -6,13 +6,6 @@ import torch
 from mixlab.mixers.fourier import AdaptiveFrequencyFilter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors on shared, busy cores: one intra-op thread is several times faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_filter(dim=8, groups=2, scale=0.5, seed=0, **kw):

@@ -8,13 +8,6 @@ import mixlab
 from mixlab.layers.dia import DIALSTMCell
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors on shared, busy cores: one intra-op thread is several times faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def lstm_reference(cell, x, h, c):

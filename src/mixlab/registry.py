@@ -1,7 +1,6 @@
 """Model registry: name → factory, with timm registration so `timm.create_model(name)` works too."""
 import difflib
 import fnmatch
-import inspect
 
 _MODELS = {}   # name -> (factory, default_cfg)
 

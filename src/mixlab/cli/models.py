@@ -1,5 +1,4 @@
 """`mixlab models`: every registered model with its parameter count at a given input size."""
-import fnmatch
 
 
 def add_parser(sub):

@@ -3,7 +3,6 @@
 patch embedding → L × MetaFormerBlock(token mixer, channel MLP) [→ DIA recalibration] → norm → pool → head.
 The papers differ only in the token mixer (and Local-ViT in the channel MLP), so each is a named config.
 """
-import math
 
 import torch
 from torch import nn

@@ -60,7 +60,7 @@ SIZES = {"tiny": dict(embed_dim=192, depth=6, mlp_hidden_dim=768, heads=3, drop_
 
 
 def _modern_mixers(size):
-    d, h = size["embed_dim"], size["heads"]
+    h = size["heads"]
     hid = size["mlp_hidden_dim"]
     return {
         "vit": dict(mixer="attention", mixer_kwargs={"num_heads": h}, pos_embed="learn"),
