@@ -1,36 +1,16 @@
 """Self-describing checkpoints: `config.json` (model name, kwargs, input size, classes, normalisation) beside
 safetensors weights. No pickle is ever unpickled unless the caller asks for it, and then with weights_only."""
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
 
+from .fileio import atomic_write, write_json  # noqa: F401  (public here too)
 from .registry import create_model
 
 WEIGHT_FILES = ("best.safetensors", "last.safetensors", "model.safetensors")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
-
-
-def atomic_write(path, write_fn, suffix=""):
-    """Write through `write_fn(tmp_path)` then rename, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path, obj):
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n"))
 
 
 def model_config(model, **meta):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..fileio import pyplot, save_figure
 from .flops import __doc__ as FLOP_CONVENTION
 from .memory import METHOD as MEMORY_METHOD
 from .timing import __doc__ as TIMING_METHOD
@@ -149,16 +150,9 @@ def load_accuracy(path, dataset=None):
     return {m: sum(v) / len(v) for m, v in acc.items()}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_sweep(rows, out_dir):
     """Throughput, memory and FLOPs vs tokens (log-log), one line per family; returns the PNG paths."""
-    plt = _plt()
+    plt = pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     panels = {"throughput_vs_tokens.png": [("train_throughput", "train img/s"), ("infer_throughput", "inference img/s")],
@@ -182,15 +176,13 @@ def plot_sweep(rows, out_dir):
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out_dir / fname, dpi=110)
-        plt.close(fig)
-        paths.append(str(out_dir / fname))
+        paths.append(save_figure(fig, out_dir / fname, dpi=110))
     return paths
 
 
 def plot_accuracy_vs_flops(rows, accuracy, path):
     """Top-1 vs forward GFLOPs per image for the bench rows that have an accuracy; returns the path."""
-    plt = _plt()
+    plt = pyplot()
     pts = [(r["flops_fwd"] / 1e9, accuracy[r["model"]], r["model"]) for r in rows
            if r.get("model") in accuracy and isinstance(r.get("flops_fwd"), (int, float))]
     if not pts:
@@ -203,15 +195,12 @@ def plot_accuracy_vs_flops(rows, accuracy, path):
     ax.set_ylabel("top-1 accuracy (%)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_bench(rows, out_dir):
     """Bar charts of throughput and peak memory per model (a plain bench run); returns the PNG path."""
-    plt = _plt()
+    plt = pyplot()
     ok = [r for r in rows if r.get("status") == "ok"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (key, label) in zip(axes, [("train_throughput", "train img/s"), ("train_memory_mb", "train peak MiB")]):
@@ -219,8 +208,4 @@ def plot_bench(rows, out_dir):
         ax.barh([r["model"] for r in ok], vals)
         ax.set_xlabel(label)
     fig.tight_layout()
-    out = Path(out_dir) / "bench.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return str(out)
+    return save_figure(fig, Path(out_dir) / "bench.png", dpi=110)

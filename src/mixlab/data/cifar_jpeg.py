@@ -8,12 +8,13 @@ under a name holding the archive's sha256, so a changed archive never reuses a s
 """
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..fileio import atomic_write
 
 
 def file_sha256(path):
@@ -76,10 +77,8 @@ def read_cifar10_jpeg(path, cache_dir, indices=None, expected_sha256=None, expec
         return (torch.from_numpy(_decode(path, jpeg, offsets, indices)), torch.from_numpy(labels[indices]),
                 "decoded subset")
     images = _decode(path, jpeg, offsets, range(len(labels)))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npy")   # atomic: concurrent runs never see half a file
-    np.save(tmp, images)
-    os.replace(tmp, cache)
+    # atomic: concurrent runs never see half a file
+    atomic_write(cache, lambda tmp: np.save(tmp, images), suffix=".npy")
     return torch.from_numpy(images), torch.from_numpy(labels), f"decoded and cached at {cache}"
 
 

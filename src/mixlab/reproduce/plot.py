@@ -6,6 +6,7 @@ FLOPs come from `mixlab.bench.flops.model_flops` (FlopCounterMode + FFT/attentio
 """
 from pathlib import Path
 
+from ..fileio import pyplot, save_figure
 from .tables import DATASET_LABELS
 
 INPUT_SIZES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
@@ -27,9 +28,7 @@ def cost_of(model, dataset):
 
 def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
     """Write the PNG; returns ({(model, dataset): cost}, unit) so the JSON can carry the figures too."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     if not datasets:
@@ -54,6 +53,5 @@ def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
         fig.suptitle(title)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return costs, unit

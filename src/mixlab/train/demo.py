@@ -7,7 +7,7 @@ minutes on two cores. Each model gets an ordinary run directory; the demo direct
 import time
 from pathlib import Path
 
-from ..checkpoint import atomic_write, write_json
+from ..fileio import pyplot, save_figure, write_json
 from .config import TrainConfig
 from .engine import pick_device, train
 
@@ -50,10 +50,8 @@ def _test_curve(run_dir):
 
 
 def plot_comparison(path, histories, title=""):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, curve in histories.items():
@@ -63,5 +61,4 @@ def plot_comparison(path, histories, title=""):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), suffix=".png")
-    plt.close(fig)
+    save_figure(fig, path)

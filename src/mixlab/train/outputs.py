@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import save_model
 
-from ..checkpoint import atomic_write, write_json
+from ..fileio import atomic_write, pyplot, save_figure, write_json
 
 # seconds: the whole epoch (training pass + evaluation); train_pass_seconds: the training pass alone.
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds",
@@ -44,10 +44,8 @@ def plot_curves(path, rows, title=""):
     """Loss (train, test) and top-1 (train, test) against epoch, side by side."""
     if not rows:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+    plt = pyplot()
 
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -62,8 +60,7 @@ def plot_curves(path, rows, title=""):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), suffix=".png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def print_row(row, epochs):
