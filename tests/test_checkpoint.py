@@ -1,6 +1,5 @@
 """Checkpoints: safetensors + config.json round trips, pickle refusal, clear errors for bad checkpoints."""
 import json
-import os
 
 import pytest
 import torch
@@ -60,25 +59,15 @@ def test_weights_file_and_preference(tmp_path):
     assert not torch.equal(last, best)
 
 
-class _RunsShell:
-    """Unpickling this calls os.system: the classic pickle payload a checkpoint loader must never execute."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def _evil_checkpoint(tmp_path):
+def _evil_checkpoint(tmp_path, payload):
     _save(tmp_path)                              # a valid config.json beside, so only the pickle can stop loading
-    marker = tmp_path / "pwned"
-    torch.save({"model": _RunsShell(marker)}, tmp_path / "evil.pt")
-    return tmp_path / "evil.pt", marker
+    torch.save({"model": payload}, tmp_path / "evil.pt")
+    return tmp_path / "evil.pt"
 
 
-def test_pickle_is_refused_without_flag(tmp_path):
-    evil, marker = _evil_checkpoint(tmp_path)
+def test_pickle_is_refused_without_flag(tmp_path, shell_payload):
+    payload, marker = shell_payload
+    evil = _evil_checkpoint(tmp_path, payload)
     with pytest.raises(ValueError, match="refusing to load evil.pt"):
         mixlab.load(evil)
     with pytest.raises(ValueError, match="refusing"):
@@ -86,8 +75,9 @@ def test_pickle_is_refused_without_flag(tmp_path):
     assert not marker.exists()
 
 
-def test_pickle_flag_still_uses_weights_only(tmp_path):
-    evil, marker = _evil_checkpoint(tmp_path)
+def test_pickle_flag_still_uses_weights_only(tmp_path, shell_payload):
+    payload, marker = shell_payload
+    evil = _evil_checkpoint(tmp_path, payload)
     with pytest.raises(ValueError, match="weights-only"):
         mixlab.load(evil, allow_pickle=True)
     assert not marker.exists()

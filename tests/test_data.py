@@ -181,18 +181,10 @@ def test_truncated_pickle_raises_one_line_error_naming_the_file(tmp_path):
     assert str(batch) in str(err.value) and "\n" not in str(err.value)
 
 
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
-def test_restricted_unpickler_refuses_code_and_loads_plain_data(tmp_path):
-    marker = tmp_path / "pwned"
+def test_restricted_unpickler_refuses_code_and_loads_plain_data(tmp_path, shell_payload):
+    payload, marker = shell_payload
     evil = tmp_path / "data_batch_1"
-    evil.write_bytes(pickle.dumps({b"data": _Exploit(marker)}, protocol=2))
+    evil.write_bytes(pickle.dumps({b"data": payload}, protocol=2))
     assert pickle.loads(pickle.dumps("sanity")) == "sanity"
     with pytest.raises(ValueError, match=r"refusing to load (posix|nt|os)\.system"):
         safe_load(evil)
