@@ -239,6 +239,7 @@ def _train_epoch(net, model, ema, optimizer, loader, hp, config, epoch, steps_pe
     loader.set_epoch(epoch)
     torch.manual_seed(epoch_seed(config.seed, epoch, d.rank))
     losses = torch.zeros(steps_per_epoch, device=device)
+    global_losses = torch.zeros_like(losses)   # rank-averaged, filled in one slice per check
     correct = torch.zeros((), device=device, dtype=torch.float64)
     seen = 0
     lrs = []
@@ -266,14 +267,14 @@ def _train_epoch(net, model, ema, optimizer, loader, hp, config, epoch, steps_pe
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
         if (i + 1) % config.log_every == 0 or i + 1 == steps_per_epoch:
-            # One sync every log_every steps: the global (rank-averaged) losses so far, checked for NaN/inf.
-            global_losses = distributed.all_reduce_sum(losses[:i + 1].clone(), d) / d.world_size
-            bad = (~torch.isfinite(global_losses[checked:])).nonzero()
+            # One sync every log_every steps: the steps since the last check, rank-averaged, checked for NaN/inf.
+            new = distributed.all_reduce_sum(losses[checked:i + 1].clone(), d) / d.world_size
+            global_losses[checked:i + 1] = new
+            bad = (~torch.isfinite(new)).nonzero()
             if len(bad):
                 s = checked + int(bad[0])
                 value = global_losses[s].item()
-                done = epoch
-                where = f"the last good checkpoint is epoch {done} in {out}" if done else \
+                where = f"the last good checkpoint is epoch {epoch} in {out}" if epoch else \
                     f"no checkpoint was written yet ({out})"
                 raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1} step {s + 1}; {where}")
             checked = i + 1
