@@ -1,31 +1,150 @@
-"""Files that are whole or absent: atomic writes (temp file + rename) for JSON, arrays, weights and PNG plots.
+"""Files that are whole or absent: the one atomic writer (temp file + rename) for JSON, text, arrays, weights
+and PNG plots, and the one-line errors for the ways a write can fail.
 
-A run killed at any instant must never leave half a file behind, so every writer in mixlab goes through
-`atomic_write`. Imports nothing from the rest of mixlab, so data, train and bench can all use it.
+A process killed at any instant must never leave half a file behind, so every writer in mixlab goes
+through `atomic_write`. Its temp files are named `.<name>.mixlab-tmp-<random><suffix>` beside the target, so
+a later `clean_temp_files(folder)` can remove what a killed writer left. Files get the mode the umask
+allows (0666 & ~umask), like any file `open()` creates, not mkstemp's private 0600. Imports nothing from the
+rest of mixlab, so data, train and bench can all use it.
 """
+import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 
+TEMP_MARK = ".mixlab-tmp-"
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only file system, a file where a folder should be, …).
+    The message is one line that names the path and the reason."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _reason(err):
+    """A short human reason for an exception raised while writing."""
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "disk full"
+    if code == errno.EROFS:
+        return "read-only file system"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if code == errno.ENOTDIR:
+        return "a path component is a file, not a folder"
+    if code == errno.EISDIR:
+        return "it is a folder"
+    if code == errno.EFBIG:
+        return "file too large for this file system"
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:200]
+
+
+def _disk_full(folder):
+    """Whether the file system holding `folder` has no room left (libraries such as safetensors and
+    torch.save's zip writer report a full disk as their own errors, without errno)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def ensure_folder(folder):
+    """Create `folder` (and parents) or raise a one-line WriteError saying why it cannot be."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise WriteError(errno.EEXIST, f"cannot write into {folder}: it is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(getattr(e, "errno", None) or errno.EIO,
+                         f"cannot create folder {folder}: {_reason(e)}") from None
+    return folder
+
+
+def check_writable(path):
+    """Fail now, in one line, if `path` could not be written later (a long job should not find out at its
+    end). Creates the parent folder as a side effect."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(errno.EISDIR, f"cannot write {path}: it is a folder")
+    folder = ensure_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TEMP_MARK}")
+    except OSError as e:
+        raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {_reason(e)}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
 
 def atomic_write(path, write_fn, suffix=""):
-    """Write through `write_fn(tmp_path)` then rename, so a crash never leaves a half-written file."""
+    """Write through `write_fn(tmp_path)` then rename onto `path`, so a crash never leaves a half-written
+    file and a failed write never replaces a good one. Any failure is a one-line `WriteError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    if path.is_dir():
+        raise WriteError(errno.EISDIR, f"cannot write {path}: it is a folder")
+    folder = ensure_folder(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}{TEMP_MARK}", suffix=suffix)
+    except OSError as e:
+        raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {_reason(e)}") from None
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         write_fn(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        try:
             os.unlink(tmp)
-        raise
+        except OSError:
+            pass
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        reason = "disk full" if _disk_full(folder) else _reason(e)
+        raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {reason}") from None
+
+
+def clean_temp_files(folder):
+    """Remove the temp files killed writers left in `folder`; returns how many were removed."""
+    removed = 0
+    for p in Path(folder).glob(f".*{TEMP_MARK}*"):
+        try:
+            p.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def finite_json(obj):
+    """`obj` with every NaN/inf float replaced by None, so the JSON written is valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 def write_json(path, obj):
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+    """Valid JSON (NaN/inf become null), written atomically."""
+    text = json.dumps(finite_json(obj), indent=2, default=str, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_text(path, text):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def pyplot():
@@ -39,6 +158,8 @@ def pyplot():
 def save_figure(fig, path, dpi=100):
     """Write `fig` as a PNG atomically and release it; returns the path as a string."""
     import matplotlib.pyplot as plt
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), suffix=".png")
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)
     return str(path)

@@ -1,0 +1,337 @@
+"""`RunDir`: the one owner of a run directory — its layout, its lock, its writes, and reading it back.
+
+    config.json        what the run is: model, its kwargs, input size, classes, normalisation, the asked
+                       training config ("train") and the resolved recipe ("recipe")
+    trainer_state.pt   the commit point of an epoch: everything a resume needs (read with weights_only)
+    last.safetensors / best.safetensors, metrics.csv, steps.csv, summary.json, curves.png: derived files
+    .mixlab.lock       held (flock) by the process writing the run, for the whole run; removed at its end
+
+Status: `missing` (no folder), `empty` (a folder with nothing of ours or anyone's), `partial` (a mixlab run
+that has not finished), `finished` (summary.json says completed, for the model config.json names) and
+`foreign` (files that are not a mixlab run). Training refuses to write into a finished, partial or foreign
+directory unless asked to resume or to overwrite; overwriting removes exactly the run's own files first, so
+a run killed right after never leaves one model's config beside another's weights.
+
+Every problem reading a run is a one-line `RunError` naming the file.
+"""
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .fileio import WriteError, atomic_write, clean_temp_files, ensure_folder, write_json, write_text
+
+CONFIG, SUMMARY, STATE = "config.json", "summary.json", "trainer_state.pt"
+METRICS, STEPS, CURVES = "metrics.csv", "steps.csv", "curves.png"
+LAST, BEST = "last.safetensors", "best.safetensors"
+LOCK = ".mixlab.lock"
+# Everything a run writes; --overwrite removes exactly these (never anything else in the folder).
+RUN_FILES = (CONFIG, SUMMARY, STATE, METRICS, STEPS, CURVES, LAST, BEST, "samples")
+STATE_KEYS = ("epoch", "model", "optimizer", "rng", "history")
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (one line, naming the directory or file)."""
+
+
+class RunBusy(RunError):
+    """Another process holds the run directory's lock."""
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock_fd = None
+        self._created = False
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r})"
+
+    def __truediv__(self, name):
+        return self.path / name
+
+    # --- what is there --------------------------------------------------------------------------------
+    def _entries(self):
+        """Names in the folder that are not our lock or a killed writer's temp file."""
+        if not self.path.is_dir():
+            return []
+        return [p.name for p in self.path.iterdir() if p.name != LOCK and ".mixlab-tmp-" not in p.name]
+
+    def status(self):
+        """missing | empty | partial | finished | foreign (see the module docstring)."""
+        if not self.path.exists():
+            return "missing"
+        if not self.path.is_dir():
+            return "foreign"
+        entries = self._entries()
+        if not entries:
+            return "empty"
+        if CONFIG not in entries:
+            return "partial" if set(entries) <= set(RUN_FILES) else "foreign"
+        try:
+            config = self.read_config()
+        except RunError:
+            return "foreign"
+        summary = self.read_summary(missing_ok=True, strict=False)
+        if summary and summary.get("completed") and summary.get("model") == config["model"]:
+            return "finished"
+        return "partial"
+
+    def epochs_done(self):
+        """Epochs the run's files say were completed (trainer state, else metrics.csv rows)."""
+        if (self / STATE).is_file():
+            try:
+                return int(self.read_state()["epoch"])
+            except RunError:
+                pass
+        metrics = self / METRICS
+        if metrics.is_file():
+            try:
+                return max(0, len(metrics.read_text().strip().splitlines()) - 1)
+            except OSError:
+                return 0
+        return 0
+
+    def describe(self):
+        """One line for messages: what this directory holds."""
+        status = self.status()
+        if status in ("missing", "empty"):
+            return f"{self.path} is {status}"
+        if status == "foreign":
+            names = sorted(self._entries())
+            shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+            return f"{self.path} holds files that are not a mixlab run ({shown})"
+        try:
+            config = self.read_config()
+            what = f"{config['model']}" + (f" on {config.get('dataset')}" if config.get("dataset") else "")
+        except RunError:
+            what = "an unreadable config"
+        if status == "finished":
+            summary = self.read_summary(strict=False) or {}
+            top1 = summary.get("test_top1")
+            score = f", test top-1 {top1:.2f}%" if isinstance(top1, (int, float)) else ""
+            return f"{self.path} holds a finished run of {what} ({summary.get('epochs_done')} epochs{score})"
+        return f"{self.path} holds an unfinished run of {what} ({self.epochs_done()} epoch(s) done)"
+
+    # --- reading --------------------------------------------------------------------------------------
+    def _read_json(self, name):
+        path = self / name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise RunError(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunError(f"{path} cannot be read: {_first_line(e)}") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RunError(f"{path} is not valid JSON ({e})") from None
+
+    def read_config(self, need=()):
+        """config.json, checked for what rebuilds the model (and for the extra keys in `need`)."""
+        if not self.path.is_dir():
+            raise RunError(f"{self.path} is not a run directory" + ("" if self.path.exists() else
+                                                                     " (it does not exist)"))
+        if not (self / CONFIG).is_file():
+            raise RunError(f"{self.path} is not a run directory (no {CONFIG})")
+        config = self._read_json(CONFIG)
+        where = self / CONFIG
+        if not isinstance(config, dict):
+            raise RunError(f"{where} must hold a JSON object, got {type(config).__name__}")
+        if not isinstance(config.get("model"), str) or not config["model"]:
+            raise RunError(f"{where}: 'model' must be a model name, got {config.get('model')!r}")
+        if not isinstance(config.get("model_kwargs", {}), dict):
+            raise RunError(f"{where}: 'model_kwargs' must be a JSON object of constructor arguments, got "
+                           f"{type(config['model_kwargs']).__name__}")
+        size = config.get("input_size")
+        if size is not None and (not isinstance(size, list) or len(size) != 3 or
+                                 not all(isinstance(v, int) and v > 0 for v in size)):
+            raise RunError(f"{where}: 'input_size' must be [C, H, W] positive integers, got {size!r}")
+        for key in need:
+            if key not in config:
+                raise RunError(f"{where} has no {key!r}: " + _NEED_WHY.get(key, "it is needed here"))
+        for key in ("mean", "std"):
+            if key in need and not (isinstance(config[key], list) and config[key] and
+                                    all(isinstance(v, (int, float)) for v in config[key])):
+                raise RunError(f"{where}: {key!r} must be a list of numbers, got {config[key]!r}")
+        if "train" in need and not isinstance(config["train"], dict):
+            raise RunError(f"{where}: 'train' must be a JSON object, got {type(config['train']).__name__}")
+        return config
+
+    def read_summary(self, missing_ok=False, strict=True):
+        """summary.json as a dict; None when absent and `missing_ok` (or unreadable and not `strict`)."""
+        if not (self / SUMMARY).is_file():
+            if missing_ok or not strict:
+                return None
+            raise RunError(f"{self.path} has no {SUMMARY}")
+        try:
+            summary = self._read_json(SUMMARY)
+        except RunError:
+            if strict:
+                raise
+            return None
+        if not isinstance(summary, dict):
+            if strict:
+                raise RunError(f"{self / SUMMARY} must hold a JSON object")
+            return None
+        return summary
+
+    def read_state(self):
+        """trainer_state.pt through torch's weights-only unpickler: tensors and plain containers only."""
+        import torch
+
+        path = self / STATE
+        if not path.is_file():
+            raise RunError(f"{path} does not exist")
+        if path.stat().st_size == 0:
+            raise RunError(f"{path} is empty (a write was cut off); delete it to restart from scratch with "
+                           f"--overwrite")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:   # random bytes, truncation, a pickle with code: all refused here
+            raise RunError(f"{path} is not a mixlab trainer state ({_first_line(e)})") from None
+        if not isinstance(state, dict):
+            raise RunError(f"{path} is not a mixlab trainer state (it holds a {type(state).__name__})")
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise RunError(f"{path} is not a mixlab trainer state (missing {', '.join(missing)})")
+        return state
+
+    # --- writing --------------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self):
+        """Hold the run's exclusive lock for the duration (another process gets a one-line RunBusy)."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def acquire(self):
+        if self._lock_fd is not None:
+            return self
+        self._created = not self.path.exists()
+        ensure_folder(self.path)
+        try:
+            import fcntl
+        except ImportError:   # no flock on this platform: run without the cross-process guard
+            return self
+        path = self / LOCK
+        for _ in range(10):
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as e:
+                raise WriteError(e.errno, f"cannot write into {self.path}: {_first_line(e)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = ""
+                try:
+                    holder = os.read(fd, 200).decode(errors="replace").strip()
+                except OSError:
+                    pass
+                os.close(fd)
+                raise RunBusy(f"{self.path} is in use by another mixlab process ({holder or 'pid unknown'}); "
+                              f"wait for it to finish or choose another --out") from None
+            try:   # the holder we waited for may have removed the file: our lock must be on the live one
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise RunBusy(f"{self.path}: could not take its lock (the lock file keeps being replaced)")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self._lock_fd = fd
+        clean_temp_files(self.path)   # safe: nobody else writes here while we hold the lock
+        return self
+
+    def release(self):
+        """Remove the lock file while still holding the lock, then drop it: the folder is left clean."""
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self / LOCK)
+            except OSError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            if getattr(self, "_created", False):   # a run that failed before writing anything leaves no trace
+                try:
+                    self.path.rmdir()
+                except OSError:
+                    pass
+
+    def clear(self):
+        """Remove the run's own files (for --overwrite); anything else in the folder is left alone."""
+        import shutil
+        for name in RUN_FILES:
+            p = self / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+    def write_json(self, name, obj):
+        write_json(self / name, obj)
+
+    def write_text(self, name, text):
+        write_text(self / name, text)
+
+    def write_weights(self, name, model):
+        from safetensors.torch import save_model
+        atomic_write(self / name, lambda tmp: save_model(model, tmp), suffix=".safetensors")
+
+    def write_state(self, state):
+        import torch
+        atomic_write(self / STATE, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+_NEED_WHY = {
+    "mean": "the images cannot be normalised as in training",
+    "std": "the images cannot be normalised as in training",
+    "train": "it does not record how the run was trained (was it written by `mixlab train`?)",
+    "recipe": "it does not record the resolved recipe",
+    "class_names": "the classes cannot be named",
+}
+
+
+def prepare_for_training(rundir, resume=False, overwrite=False, log=print):
+    """Check that a training run may write into `rundir` and say how: 'new' or 'resume'.
+
+    resume: continue a partial run (or extend a finished one); a folder with completed epochs but no
+    trainer state cannot be continued exactly and is refused. Otherwise the folder must be missing or
+    empty, or `overwrite` must be given (the old run's own files are then removed).
+    """
+    status = rundir.status()
+    if resume:
+        if status == "missing":
+            raise FileNotFoundError(f"nothing to resume at {rundir.path}: it does not exist")
+        if status == "empty":
+            log(f"{rundir.path} holds no checkpoint yet; starting from scratch there")
+            return "new"
+        if status == "foreign":
+            raise RunError(f"cannot resume: {rundir.describe()}")
+        if not (rundir / CONFIG).is_file() or not (rundir / STATE).is_file():
+            if rundir.epochs_done() > 0 or (rundir / LAST).exists():
+                raise RunError(f"cannot resume {rundir.path}: it has completed epochs but no {STATE} (deleted?), "
+                               f"so it cannot continue exactly; pass --overwrite to train it again from scratch")
+            log(f"{rundir.path} holds no checkpoint yet; starting from scratch there")
+            return "new"
+        return "resume"
+    if status in ("missing", "empty"):
+        return "new"
+    if not overwrite:
+        hint = {"finished": "pass --overwrite to replace it, or --resume with more --epochs to extend it",
+                "partial": f"continue it with --resume {rundir.path}, or pass --overwrite to replace it",
+                "foreign": "choose another --out (or --overwrite to write the run's files beside them)"}[status]
+        raise RunError(f"{rundir.describe()}; {hint}")
+    log(f"--overwrite: removing the previous run's files in {rundir.path}")
+    return "overwrite"
