@@ -1,17 +1,169 @@
-"""Named, versioned training recipes (package data `mixlab/recipes/*.json`) and how a model picks one.
+"""`Recipe`: every training hyper-parameter, its type, its allowed values and its default, in one place.
 
-A recipe is a flat JSON object: optimizer, lr (+ `lr_base_batch_size` for linear scaling), schedule, epochs,
-batch size, regularisation and augmentation. `auto` = `paper` for the faithful `*_paper` isotropic models,
-`dianet` for ResNet / DIA-ResNet / DIA-WRN, `mixlab` otherwise.
+Named, versioned recipes are JSON files in `mixlab/recipes/` (package data) holding values for these fields;
+`--set key=value` overrides are parsed and validated against the field types and choices, with a one-line
+error naming the key and what it accepts. A resolved `Recipe` is a frozen value: the engine receives it,
+records it in the run's config.json, and a resume reads it back from there.
+
+`auto` = `paper` for the faithful `*_paper` isotropic models, `dianet` for the CIFAR ResNets (plain, SE and
+DIA), `mixlab` otherwise.
 """
+import dataclasses
 import json
+import math
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
+from typing import Optional, Union
 
-REQUIRED = ("name", "version", "description", "source", "optimizer", "lr", "batch_size", "epochs", "schedule")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "multistep")
-DIANET_PREFIXES = ("resnet", "dia_resnet", "dia_wrn", "wrn", "preresnet", "dia_preresnet")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DIANET_PREFIXES = ("resnet", "dia_resnet", "dia_wrn", "wrn", "preresnet", "dia_preresnet", "resnext",
+                   "dia_resnext", "se_resnet", "se_preresnet")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe. Each field's metadata says what it means; `choices` restrict strings."""
+    name: str = "custom"
+    version: int = 1
+    description: str = ""
+    source: str = ""
+    notes: str = ""
+    optimizer: str = field(default="adamw", metadata={"choices": OPTIMIZERS})
+    lr: float = field(default=1e-3, metadata={"min": 0.0})
+    # None: lr as given; N: lr is per N images and scales linearly with the batch
+    lr_base_batch_size: Optional[int] = field(default=None, metadata={"min": 1})
+    weight_decay: float = field(default=0.0, metadata={"min": 0.0})
+    # True: no decay on biases, norms and model.no_weight_decay(); False: every parameter (DIANet code)
+    weight_decay_filter: bool = True
+    momentum: float = field(default=0.9, metadata={"min": 0.0})
+    batch_size: int = field(default=128, metadata={"min": 1})
+    epochs: int = field(default=100, metadata={"min": 1})
+    schedule: str = field(default="constant", metadata={"choices": SCHEDULES})
+    warmup_epochs: float = field(default=0.0, metadata={"min": 0.0})
+    min_lr: float = field(default=0.0, metadata={"min": 0.0})
+    milestones: tuple = ()                   # epochs at which multistep multiplies the lr by gamma
+    gamma: float = field(default=0.1, metadata={"min": 0.0})
+    label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    grad_clip: Optional[float] = field(default=None, metadata={"min": 0.0})
+    ema_decay: Optional[float] = field(default=None, metadata={"min": 0.0, "max": 1.0})
+    # fp32 is true fp32 (TF32 matmuls off, as the official code ran); bf16/fp16 are autocast (fp16 + scaler)
+    precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
+    # False keeps the last partial batch, as a default torch DataLoader (and the official code) does
+    drop_last: bool = True
+    crop_padding: int = field(default=4, metadata={"min": 0})
+    flip: bool = True
+    # "dataset" (the dataset's own statistics), [m, s] (every channel), or [[m…], [s…]]
+    normalize: Union[str, list] = "dataset"
+    # the official NiNformer/Activator 2024 quirk: evaluate on randomly cropped and flipped test images
+    test_augment: bool = False
+
+    # --- construction and validation -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values, where="recipe"):
+        """A validated Recipe from a dict (a recipe file, or config.json's recorded recipe)."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{where} must be a JSON object, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: _check(cls.field_info(k), v, where) for k, v in values.items()})
+
+    @classmethod
+    def field_info(cls, key):
+        for f in fields(cls):
+            if f.name == key:
+                return f
+        raise ValueError(f"unknown recipe key {key!r}; known: {', '.join(sorted(f.name for f in fields(cls)))}")
+
+    def replace(self, where="--set", **changes):
+        """A copy with `changes` applied, each validated (strings from the command line are parsed)."""
+        checked = {k: _check(self.field_info(k), _parse(v), where) for k, v in changes.items()}
+        return dataclasses.replace(self, **checked)
+
+    def to_dict(self):
+        out = dataclasses.asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def _parse(value):
+    """A command-line string read as JSON when it is JSON (numbers, true/false, null, lists), else kept."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _type_name(tp):
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list",
+             list: "a list"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _check(f, value, where):
+    """`value` converted to field `f`'s type and checked against its bounds/choices, or a one-line error."""
+    tp, meta = f.type, f.metadata
+    optional = False
+    if getattr(tp, "__origin__", None) is Union:
+        args = [a for a in tp.__args__ if a is not type(None)]
+        optional = type(None) in tp.__args__
+        tp = args[0] if len(args) == 1 else tp
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where}: {f.name} cannot be null")
+    if f.name == "normalize":
+        return _check_normalize(value, where)
+    bad = f"{where}: {f.name} must be {_type_name(tp)}"
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{bad}, got {value!r}")
+    elif tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{bad}, got {value!r}")
+        value = int(value)
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{bad} (finite), got {value!r}")
+        value = float(value)
+    elif tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{bad}, got {value!r}")
+    elif tp is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                           for v in value):
+            raise ValueError(f"{where}: {f.name} must be a list of integers, got {value!r}")
+        value = tuple(value)
+    if "choices" in meta and value not in meta["choices"]:
+        raise ValueError(f"{where}: {f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ValueError(f"{where}: {f.name} must be at least {meta['min']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ValueError(f"{where}: {f.name} must be at most {meta['max']}, got {value!r}")
+    return value
+
+
+def _check_normalize(value, where):
+    def numbers(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) or \
+            (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v))
+    if value == "dataset":
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(numbers(v) for v in value):
+        std = value[1] if isinstance(value[1], list) else [value[1]]
+        if min(std) <= 0:
+            raise ValueError(f"{where}: normalize std must be positive, got {value!r}")
+        return list(value)
+    raise ValueError(f"{where}: normalize must be \"dataset\", [mean, std] or [[means…], [stds…]], got {value!r}")
 
 
 def list_recipes():
@@ -21,24 +173,23 @@ def list_recipes():
 
 
 def load_recipe(name_or_path):
-    """A recipe dict by name ('paper', 'dianet', 'mixlab') or from a JSON file path; validated."""
+    """A validated `Recipe` by name ('paper', 'dianet', 'mixlab') or from a JSON file path."""
     path = Path(str(name_or_path))
-    if path.suffix == ".json" and path.exists():
-        text = path.read_text()
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe file {path} does not exist")
+        text, where = path.read_text(), str(path)
     else:
         if name_or_path not in list_recipes():
             raise ValueError(f"unknown recipe {name_or_path!r}; choose auto, {', '.join(list_recipes())} "
                              f"or a path to a recipe .json")
         text = resources.files("mixlab").joinpath("recipes", f"{name_or_path}.json").read_text()
-    recipe = json.loads(text)
-    missing = [k for k in REQUIRED if k not in recipe]
-    if missing:
-        raise ValueError(f"recipe {name_or_path!r} lacks {', '.join(missing)}")
-    if recipe["optimizer"] not in OPTIMIZERS:
-        raise ValueError(f"recipe optimizer must be one of {OPTIMIZERS}, got {recipe['optimizer']!r}")
-    if recipe["schedule"] not in SCHEDULES:
-        raise ValueError(f"recipe schedule must be one of {SCHEDULES}, got {recipe['schedule']!r}")
-    return recipe
+        where = f"recipe {name_or_path}"
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not valid JSON: {e}") from None
+    return Recipe.from_dict(values, where)
 
 
 def auto_recipe_name(model_name):
@@ -51,4 +202,5 @@ def auto_recipe_name(model_name):
 
 
 def resolve_recipe(recipe, model_name):
+    """The named (or `auto`) recipe for `model_name`, as a Recipe."""
     return load_recipe(auto_recipe_name(model_name) if recipe in (None, "auto") else recipe)
