@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from mixlab.data import DATASETS, DeviceLoader, ImageDataset, ensure_default_dataset, load_dataset, stratified_indices
 from mixlab.data import load as load_mod
 from mixlab.data import sources
+from mixlab.data import spec as spec_mod
+from mixlab.data.spec import IDX_FILES
 from mixlab.data.cifar import safe_load
 from mixlab.data.idx import read_idx
 
@@ -27,6 +29,13 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("MIXLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MIXLAB_OFFLINE", "1")
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+
+
+def patch_spec(monkeypatch, name, **changes):
+    """Replace fields of a built-in dataset's spec for one test (e.g. counts of a tiny fake copy)."""
+    import dataclasses
+    original = spec_mod.BUILTIN[name]
+    monkeypatch.setitem(spec_mod.BUILTIN, name, dataclasses.replace(original, **changes))
 
 
 def write_idx(path, array, compress=True):
@@ -45,7 +54,7 @@ def fake_mnist(root, n=20, folder="mnist", compress=True):
     suffix = ".gz" if compress else ""
     sums = {}
     for split in ("train", "test"):
-        img_name, lab_name = sources.IDX_FILES[split]
+        img_name, lab_name = IDX_FILES[split]
         sums[img_name] = write_idx(d / f"{img_name}{suffix}", images, compress)
         sums[lab_name] = write_idx(d / f"{lab_name}{suffix}", labels, compress)
     return images, labels, sums
@@ -116,13 +125,12 @@ def test_real_cifar10_jpeg_is_lossy_cached_and_subset_decodes_match(tmp_path, mo
 
 def test_idx_dataset_from_a_root_with_checksums_and_counts(tmp_path, monkeypatch):
     images, labels, sums = fake_mnist(tmp_path, compress=False)
-    monkeypatch.setitem(sources.IDX_SHA256, "mnist", sums)
-    monkeypatch.setitem(sources.COUNTS, "mnist", {"train": 20, "test": 20})
+    patch_spec(monkeypatch, "mnist", sha256=sums, counts={"train": 20, "test": 20})
     ds = load_dataset("mnist", "test", data_dir=tmp_path, download=False, verbose=False)
     assert torch.equal(ds.images[:, 0], torch.as_tensor(images, dtype=torch.uint8))
     assert ds.labels.tolist() == labels.tolist() and ds.labels.dtype == torch.int64
     assert ds.classes == [str(d) for d in range(10)] and ds.mean == (0.1307,)
-    monkeypatch.setitem(sources.COUNTS, "mnist", {"train": 60000, "test": 10000})
+    patch_spec(monkeypatch, "mnist", sha256=sums, counts={"train": 60000, "test": 10000})
     with pytest.raises(ValueError, match="expected 10000 images"):
         load_dataset("mnist", "test", data_dir=tmp_path, download=False, verbose=False)
 
@@ -158,7 +166,7 @@ def test_truncated_or_corrupt_idx_raises_one_line_error_naming_the_file(tmp_path
 def test_cifar_reader_on_official_pickle_layout(tmp_path, monkeypatch, variant):
     name = f"cifar{variant}"
     arrays = write_cifar(tmp_path, variant, n_train=25, n_test=7)
-    monkeypatch.setitem(sources.COUNTS, name, {"train": 25, "test": 7})
+    patch_spec(monkeypatch, name, counts={"train": 25, "test": 7})
     for split in ("train", "test"):
         ds = load_dataset(name, split, data_dir=tmp_path, download=False, verbose=False)
         data, labels = arrays[split]
@@ -166,8 +174,8 @@ def test_cifar_reader_on_official_pickle_layout(tmp_path, monkeypatch, variant):
         # a row is the R plane, then G, then B, each 32x32 row-major
         assert torch.equal(ds.images[3, 1], torch.from_numpy(data[3, 1024:2048].reshape(32, 32)))
         assert ds.num_classes == variant and ds.classes[1] == "class_1"
-    assert ds.mean == sources.STATS[name][0]
-    monkeypatch.setitem(sources.COUNTS, name, {"train": 50000, "test": 10000})
+    assert ds.mean == spec_mod.BUILTIN[name].mean
+    patch_spec(monkeypatch, name, counts={"train": 50000, "test": 10000})
     with pytest.raises(ValueError, match="holds 7 images, expected 10000"):
         load_dataset(name, "test", data_dir=tmp_path, download=False, verbose=False)
 
@@ -253,6 +261,9 @@ def test_unknown_name_and_missing_dataset_give_one_line_errors(tmp_path, monkeyp
     with pytest.raises(ValueError, match="did you mean cifar10"):
         load_dataset("cifar1O", verbose=False)
     monkeypatch.setenv("MIXLAB_DATA", str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match="--data-dir .*mine is not a folder"):   # never a silent fallback
+        load_dataset("fashion-mnist", data_dir=tmp_path / "mine", download=False, verbose=False)
+    (tmp_path / "mine").mkdir()
     with pytest.raises(FileNotFoundError) as err:
         load_dataset("fashion-mnist", data_dir=tmp_path / "mine", download=False, verbose=False)
     message = str(err.value)
@@ -265,7 +276,7 @@ def test_unknown_name_and_missing_dataset_give_one_line_errors(tmp_path, monkeyp
 def test_search_order_prefers_data_dir_then_env_then_cache_then_debian(tmp_path, monkeypatch):
     for d in ("arg/fashion-mnist", "env/FashionMNIST/raw", "cache/fashion-mnist", "no-debian"):
         (tmp_path / d).mkdir(parents=True)
-        for f in sources.IDX_FILES["test"]:
+        for f in IDX_FILES["test"]:
             (tmp_path / d / f"{f}.gz").touch()
     monkeypatch.setenv("MIXLAB_DATA", str(tmp_path / "env"))
     order = [tmp_path / "arg/fashion-mnist", tmp_path / "env/FashionMNIST/raw", tmp_path / "cache/fashion-mnist",
@@ -287,7 +298,7 @@ def test_ensure_default_dataset_runs_apt_as_root_then_errors_clearly(tmp_path, m
     def fake_run(cmd, **kwargs):
         commands.append(cmd)
         debian.mkdir(exist_ok=True)
-        for files in sources.IDX_FILES.values():
+        for files in IDX_FILES.values():
             for f in files:
                 (debian / f"{f}.gz").touch()
         return type("Done", (), {"returncode": 0})()

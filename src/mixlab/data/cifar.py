@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .spec import CIFAR10_CLASSES
+
 _np_core = getattr(np, "_core", None) or np.core   # numpy 2 renamed numpy.core to numpy._core
 _SAFE_BUILTINS = {"dict", "list", "tuple", "bytes", "bytearray", "str", "int", "float", "bool", "set"}
 _SAFE_GLOBALS = {
@@ -69,8 +71,6 @@ def read_batch(path, label_key):
     images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, 3, 32, 32).copy())
     return images, torch.as_tensor(np.asarray(labels, dtype=np.int64))
 
-
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def read_names(path, key, count):

@@ -1,8 +1,9 @@
 """Images in torchvision's ImageFolder layout: `root/<class>/<image>`, optionally split as `root/train/...`
 and `root/test/...` (or `val/`). Class ids follow sorted folder names (torchvision's `find_classes`).
 
-All images must share one size; grayscale folders (every image mode "L"/"1") give C = 1, others are read
-as RGB. Mean/std are computed over the train split's pixels.
+All images must share one size; grayscale folders (every image grayscale) give C = 1, others are read as
+RGB. A folder needs at least two classes, and a test split may not hold a class the train split lacks. Mean/std
+are computed over the train split's pixels.
 """
 from functools import lru_cache
 from pathlib import Path
@@ -28,39 +29,59 @@ def split_dir(root, split):
     return root, "no split folders: every split is the same images"
 
 
-def read_image_folder(folder):
-    """-> (images uint8 [N, C, H, W], labels int64 [N], classes)."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-    folder = Path(folder)
+def read_image_folder_classes(folder):
+    """The sorted class-folder names of an ImageFolder split (torchvision's `find_classes`)."""
+    from torchvision.datasets.folder import find_classes
     try:
-        classes, class_to_idx = find_classes(str(folder))
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+        return find_classes(str(folder))[0]
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{folder}: not an ImageFolder layout ({e})") from None
+
+
+def read_image_folder(folder, classes=None):
+    """-> (images uint8 [N, C, H, W], labels int64 [N], classes).
+
+    `classes`: the class list of the train split; a test split must not hold a class it lacks (its labels
+    are the train split's ids). Files are decoded one at a time and closed at once.
+    """
+    from PIL import UnidentifiedImageError
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    from .images import decode
+
+    folder = Path(folder)
+    found = read_image_folder_classes(folder)
+    if classes is None:
+        classes = found
+        if len(classes) < 2:
+            raise ValueError(f"{folder}: an ImageFolder needs at least two class folders to classify, found "
+                             f"{len(classes)} ({', '.join(classes) or 'none'})")
+    else:
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise ValueError(f"{folder}: class folder(s) {', '.join(extra)} are not in the train split "
+                             f"({', '.join(classes)})")
+    class_to_idx = {c: i for i, c in enumerate(classes) if c in found}
+    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
     if not samples:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
-    try:
-        opened = [(Image.open(p), p) for p, _ in samples]
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"unreadable image in {folder}: {e}") from None
-    gray = all(img.mode in ("L", "1") for img, _ in opened)
-    size = opened[0][0].size
-    channels = 1 if gray else 3
-    images = np.empty((len(opened), channels, size[1], size[0]), dtype=np.uint8)
-    for i, (img, p) in enumerate(opened):
-        if img.size != size:
-            raise ValueError(f"{p}: size {img.size[0]}x{img.size[1]} differs from {size[0]}x{size[1]}; "
-                             "resize the folder to one image size first")
+    arrays, grays = [], []
+    for p, _ in samples:
         try:
-            pixels = np.asarray(img.convert("L" if gray else "RGB"))
-        except OSError as e:
-            raise ValueError(f"{p}: unreadable image ({e})") from None
-        images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
-        img.close()
+            arr, gray = decode(p)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"unreadable image {p}: {e}") from None
+        if arrays and arr.shape[1:] != arrays[0].shape[1:]:
+            h, w = arrays[0].shape[1:]
+            raise ValueError(f"{p}: size {arr.shape[2]}x{arr.shape[1]} differs from {w}x{h}; "
+                             "resize the folder to one image size first")
+        arrays.append(arr)
+        grays.append(gray)
+    if not all(grays):   # any colour image makes the whole folder RGB
+        arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
+    images = np.stack(arrays)
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return torch.from_numpy(images), labels, classes
+    return torch.from_numpy(images), labels, list(classes)
 
 
 def channel_stats(images):

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from . import sources
-from .cifar import CIFAR10_CLASSES, read_cifar
+from .cifar import read_cifar
 from .cifar_jpeg import archive_labels, read_cifar10_jpeg
+from .spec import ALIASES, BUILTIN
 from .dataset import ImageDataset, stratified_indices
 from .idx import read_idx
-from .imagefolder import channel_stats, read_image_folder, split_dir, train_stats
+from .imagefolder import channel_stats, read_image_folder, read_image_folder_classes, split_dir, train_stats
 from .synthetic import make_synthetic, parse_spec
 
 _SPLITS = ("train", "test")
@@ -37,7 +38,7 @@ def resolve_name(name):
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
     if name.startswith("imagefolder:"):
         return "imagefolder", Path(name[len("imagefolder:"):]).expanduser()
-    key = sources.ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(name.lower(), name.lower())
     if key in sources.DATASETS or key.startswith("synthetic:"):
         return key, None
     if Path(name).expanduser().is_dir():
@@ -71,10 +72,10 @@ def download(name, verbose=True):
     """Fetch `name` with torchvision into the cache (torchvision's layout, which the search accepts)."""
     import torchvision.datasets as tvd
 
-    cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10,
-           "cifar100": tvd.CIFAR100}.get(name)
-    if cls is None:
+    spec = BUILTIN.get(name)
+    if spec is None or not spec.download:
         raise ValueError(f"{name} cannot be downloaded")
+    cls = getattr(tvd, spec.download)
     root = sources.cache_dir()
     _log(verbose, f"downloading {name} with torchvision into {root}")
     for train in (True, False):
@@ -82,23 +83,12 @@ def download(name, verbose=True):
     return root
 
 
-def _how_to_get(name):
-    if name == "fashion-mnist":
-        return "apt-get install dataset-fashion-mnist, or set MIXLAB_DATA / --data-dir to a folder holding fashion-mnist/*.gz"
-    if name == "cifar10-jpeg":
-        return "set MIXLAB_DATA / --data-dir to a folder holding cifar10-jpg/{train,test}_jpeg.npz"
-    folder = {"mnist": "mnist/*.gz", "cifar10": "cifar-10-batches-py/", "cifar100": "cifar-100-python/"}[name]
-    extra = "; a lossy JPEG copy may be available as cifar10-jpeg" if name == "cifar10" else ""
-    return (f"set MIXLAB_DATA / --data-dir to a folder holding {folder}, or allow the torchvision download "
-            f"(download=True / --download) when online{extra}")
-
-
 def locate(name, split="train", data_dir=None, download_ok=None, verbose=True):
     """The folder holding `split` of a built-in dataset, downloading it if allowed; else a one-line error."""
     folder, looked = sources.find_folder(name, split, data_dir)
     if folder is not None:
         return folder
-    host = sources.DOWNLOAD_HOSTS.get(name)
+    host = BUILTIN[name].download_host
     tried = "download disabled"
     if host and (download_ok or (download_ok is None and _online(host))):
         try:
@@ -111,34 +101,34 @@ def locate(name, split="train", data_dir=None, download_ok=None, verbose=True):
     elif host and download_ok is None:
         tried = "offline, no download"
     raise FileNotFoundError(f"{name} ({split}) not found; looked in {', '.join(map(str, looked))}; {tried}. "
-                            f"To get it: {_how_to_get(name)}")
+                            f"To get it: {BUILTIN[name].how_to_get}")
 
 
 def _read_builtin(name, split, folder, subset, seed):
     """-> (images, labels, classes, note, subset_done) read from `folder`, verified."""
-    expected = sources.COUNTS[name][split]
+    spec = BUILTIN[name]
+    expected = spec.counts[split]
     files = sources.required_files(name, folder, split)
-    if name in ("mnist", "fashion-mnist"):
-        sums = sources.IDX_SHA256[name]
-        images = read_idx(files[0], sums.get(files[0].name.removesuffix(".gz")))
-        labels = read_idx(files[1], sums.get(files[1].name.removesuffix(".gz"))).to(torch.int64)
-        if images.dim() != 3 or images.shape[1:] != (28, 28) or len(images) != expected or len(labels) != expected:
-            raise ValueError(f"{files[0]}: expected {expected} images of 28x28 and as many labels, got "
+    if spec.reader == "idx":
+        h, w = spec.image_size[1:]
+        images = read_idx(files[0], spec.sha256.get(files[0].name.removesuffix(".gz")))
+        labels = read_idx(files[1], spec.sha256.get(files[1].name.removesuffix(".gz"))).to(torch.int64)
+        if images.dim() != 3 or images.shape[1:] != (h, w) or len(images) != expected or len(labels) != expected:
+            raise ValueError(f"{files[0]}: expected {expected} images of {h}x{w} and as many labels, got "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
-        classes = sources.FASHION_CLASSES if name == "fashion-mnist" else [str(d) for d in range(10)]
-        return images.unsqueeze(1), labels, list(classes), "", False
-    if name in ("cifar10", "cifar100"):
-        images, labels, classes = read_cifar(folder, split, 10 if name == "cifar10" else 100)
+        return images.unsqueeze(1), labels, list(spec.classes), "", False
+    if spec.reader == "cifar-pickle":
+        images, labels, classes = read_cifar(folder, split, spec.num_classes)
         if len(images) != expected:
             raise ValueError(f"{folder}: {split} split holds {len(images)} images, expected {expected}")
         return images, labels, classes, "", False
-    # cifar10-jpeg: pick the subset from the labels first so only those images are decoded.
-    sha = sources.JPEG_SHA256.get(files[0].name)
+    # cifar-jpeg: pick the subset from the labels first so only those images are decoded.
     indices = None
     if subset is not None:
-        indices = stratified_indices(archive_labels(files[0], expected), subset, seed, 10)
-    images, labels, note = read_cifar10_jpeg(files[0], sources.cache_dir(), indices, sha, expected)
-    return images, labels, list(CIFAR10_CLASSES), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
+        indices = stratified_indices(archive_labels(files[0], expected), subset, seed, spec.num_classes)
+    images, labels, note = read_cifar10_jpeg(files[0], sources.cache_dir(), indices,
+                                             spec.sha256.get(files[0].name), expected)
+    return images, labels, list(spec.classes), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
 
 
 def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, download=None, verbose=True, **options):
@@ -168,7 +158,12 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
         key = "synthetic"
     elif key == "imagefolder":
         folder, note = split_dir(path, split)
-        images, labels, classes = read_image_folder(folder)
+        train_folder = split_dir(path, "train")[0] if split != "train" and not note else None
+        images, labels, classes = read_image_folder(
+            folder, classes=read_image_folder_classes(train_folder) if train_folder else None)
+        missing = sorted(set(classes) - set(read_image_folder_classes(folder)))
+        if missing:
+            _log(verbose, f"{folder} has no images of class(es) {', '.join(missing)} of the train split")
         source = f"{folder} (ImageFolder{'; ' + note if note else ''})"
         try:
             mean, std = train_stats(str(path), Path(path).stat().st_mtime)
@@ -178,8 +173,8 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
         folder = locate(key, split, data_dir, download, verbose)
         images, labels, classes, note, subset_done = _read_builtin(key, split, folder, subset, seed)
         source = f"{folder}" + (f" ({note})" if note else "")
-        mean, std = sources.STATS[key]
-        lossy = key == "cifar10-jpeg"
+        mean, std = BUILTIN[key].mean, BUILTIN[key].std
+        lossy = BUILTIN[key].lossy
     ds = ImageDataset(images=images, labels=labels, classes=classes, mean=mean, std=std, name=key, lossy=lossy,
                       source=source, split=split)
     if subset is not None and not subset_done:
@@ -187,7 +182,7 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
         if len(indices) < len(ds):
             ds = ds.take(indices, f"stratified subset of {len(indices)}/{len(ds)}, seed {seed}")
     elif subset_done:
-        ds.source += f"; stratified subset of {len(ds)}/{sources.COUNTS[key][split]}, seed {seed}"
+        ds.source += f"; stratified subset of {len(ds)}/{BUILTIN[key].counts[split]}, seed {seed}"
     _log(verbose, f"{ds.name} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
                   f"{ds.num_classes} classes from {ds.source}")
     return ds
@@ -224,4 +219,4 @@ def ensure_default_dataset(verbose=True, data_dir=None):
         attempts.append(f"torchvision download failed ({type(e).__name__})")
     looked = ", ".join(map(str, sources.candidate_folders("fashion-mnist", data_dir)))
     raise FileNotFoundError(f"Fashion-MNIST not found; looked in {looked}; {'; '.join(attempts)}. "
-                            f"To get it: {_how_to_get('fashion-mnist')}")
+                            f"To get it: {BUILTIN['fashion-mnist'].how_to_get}")

@@ -122,3 +122,30 @@ class DeviceLoader:
 
     def __iter__(self):
         return self.iter_from(0)
+
+    def iter_weighted(self, start_batch=0):
+        """(x, y, loss_scale) per batch, for training with a loss summed over the rank's samples.
+
+        loss_scale = W / n_g, where n_g is the size of global batch g, so that DDP's gradient average over W
+        ranks of Σ_rank ℓ · W / n_g is the mean gradient over the n_g samples of the global batch, however
+        the last (partial) batch splits. A rank whose slice of the last batch is empty gets one stand-in
+        sample with scale 0: every rank must run forward and backward for DDP's gradient all-reduce.
+        """
+        n = len(self.dataset)
+        for g, (x, y) in enumerate(self.iter_from(start_batch), start=start_batch):
+            size = min(self.global_batch, n - g * self.global_batch)
+            if len(y) == 0:
+                x0, y0 = next(self._single(g))
+                yield x0, y0, 0.0
+            else:
+                yield x, y, self.world_size / size
+
+    def _single(self, g):
+        """The first sample of global batch g, augmented as in the epoch plan."""
+        order, offsets, flips = self.epoch_plan()
+        pos = g * self.global_batch
+        x = self.images[order[pos:pos + 1].to(self.device)]
+        if offsets is not None or flips is not None:
+            x = crop_flip(x, None if offsets is None else offsets[pos:pos + 1].to(self.device),
+                          None if flips is None else flips[pos:pos + 1].to(self.device), self.padding)
+        yield x.float().mul_(self.scale).add_(self.shift), self.labels[order[pos:pos + 1].to(self.device)]
