@@ -122,5 +122,5 @@ def test_bad_config_json(tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         mixlab.load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_kwargs": {}}))
-    with pytest.raises(ValueError, match="does not name a model"):
+    with pytest.raises(ValueError, match="'model' must be a model name"):
         mixlab.load(tmp_path)

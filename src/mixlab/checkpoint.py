@@ -6,8 +6,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
-from .fileio import atomic_write, write_json  # noqa: F401  (public here too)
+from .fileio import atomic_write, write_json
 from .registry import create_model
+from .rundir import RunDir, RunError
 
 WEIGHT_FILES = ("best.safetensors", "last.safetensors", "model.safetensors")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
@@ -35,17 +36,6 @@ def save(model, directory, weights_name="model.safetensors", **meta):
     write_json(config_path, config)
     atomic_write(directory / weights_name, lambda tmp: save_model(_unwrap(model), tmp), suffix=".safetensors")
     return directory
-
-
-def read_config(path):
-    """config.json of a checkpoint, checked for the keys that rebuild the model."""
-    try:
-        config = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise ValueError(f"{path} does not name a model (no 'model' key)")
-    return config
 
 
 def _first_line(err):
@@ -86,8 +76,11 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
     config_path = directory / "config.json"
     if not config_path.exists():
         raise FileNotFoundError(f"no config.json beside {weight_file}: cannot tell which model to build")
-    config = read_config(config_path)
-    model = create_model(config["model"], **config.get("model_kwargs", {}))
+    config = RunDir(directory).read_config()
+    try:
+        model = create_model(config["model"], **config.get("model_kwargs", {}))
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{config_path}: cannot build {config['model']!r} from it: {_first_line(e)}") from None
     if weight_file.suffix == ".safetensors":
         try:
             load_model(model, str(weight_file), strict=True, device=str(map_location))

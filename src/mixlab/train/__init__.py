@@ -1,6 +1,8 @@
 """Training: `train(TrainConfig(model=..., data=...))` → run directory + summary; `evaluate`; recipes."""
 from .config import TrainConfig
-from .engine import TrainingDiverged, pick_device, train
+from ..device import pick_device
+from .engine import train
+from .guards import TrainingDiverged
 from .evaluate import evaluate, evaluate_run
 from .recipes import auto_recipe_name, list_recipes, load_recipe
 from .schedule import lr_at

@@ -1,14 +1,22 @@
-"""`TrainConfig`: what a run was asked for. Unset (None) fields take the recipe's value; the resolved
-hyper-parameters (`resolve`) are what the run directory records and what a resume must agree with."""
+"""`TrainConfig`: what a run was asked for. Unset (None) fields take the recipe's value.
+
+`resolve` turns it into the `Recipe` the engine runs (a separate, frozen value: the config keeps what was
+asked, the recipe what was used; config.json records both). `check` rejects bad values in one line before
+anything is loaded or written.
+"""
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
-from .recipes import resolve_recipe
+from ..registry import model_cfg
+from .recipes import Recipe, resolve_recipe
 
 # Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
 RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides")
+# Model arguments that the dataset decides; --model-kwargs may not set them.
+DATA_DECIDED = ("num_classes", "in_chans", "img_size")
 
 
 @dataclass
@@ -23,6 +31,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda | cuda:1
     out: str = None                 # run directory; None: runs/<model>-<data>-<timestamp>
     resume: str = None              # run directory to continue
+    overwrite: bool = False         # replace a finished or unfinished run in `out`
     compile: bool = False
     seed: int = 0
     data_dir: str = None
@@ -35,62 +44,102 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def resolve(config, train_size=None, world_size=1):
-    """The hyper-parameters this run uses: recipe values, overridden by whatever the config sets.
+def _positive_int(value, what):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
-    A batch larger than the training set (a small --subset) is capped to the largest multiple of the
-    process count that fits, before the learning rate is scaled with it, and the cap is recorded.
-    """
-    if not config.model or not config.data:
-        raise ValueError("both a model (--model) and a dataset (--data) are needed to train")
-    recipe = dict(resolve_recipe(config.recipe, config.model))
-    unknown = set(config.overrides) - set(recipe)
-    if unknown:
-        raise ValueError(f"unknown recipe key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(recipe))}")
-    recipe.update(config.overrides)
-    batch = int(config.batch_size or recipe["batch_size"])
-    epochs = int(config.epochs if config.epochs is not None else recipe["epochs"])
-    if batch < 1 or epochs < 1:
-        raise ValueError(f"batch size and epochs must be positive, got {batch} and {epochs}")
-    if config.subset is not None and config.subset < 1:
-        raise ValueError(f"subset must be a positive number of images, got {config.subset}")
+
+def check(config):
+    """One-line errors for values no run can use (before any data is read or file written)."""
+    if not config.resume:   # a resumed run takes its model and data from its config.json
+        if not config.model or not isinstance(config.model, str):
+            raise ValueError("a model is needed to train (--model; `mixlab models` lists them)")
+        model_cfg(config.model)   # an unknown name fails here, with close matches, before any data is read
+        if not config.data or not isinstance(config.data, str):
+            raise ValueError("a dataset is needed to train (--data)")
+    for name in ("epochs", "batch_size", "subset", "eval_batch_size", "log_every"):
+        _positive_int(getattr(config, name), name.replace("_", " "))
+    if config.lr is not None and (isinstance(config.lr, bool) or not isinstance(config.lr, (int, float))
+                                  or not math.isfinite(config.lr) or config.lr <= 0):
+        raise ValueError(f"learning rate must be a finite positive number, got {config.lr!r}")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}")
+    if not isinstance(config.model_kwargs, dict):
+        raise ValueError(f"model kwargs must be a JSON object, got {type(config.model_kwargs).__name__}")
+    decided = [k for k in DATA_DECIDED if k in config.model_kwargs]
+    if decided:
+        raise ValueError(f"{', '.join(decided)} cannot be set in the model kwargs: the dataset decides them")
+    if not isinstance(config.overrides, dict):
+        raise ValueError("recipe overrides must be a mapping of recipe keys to values")
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
+
+
+def resolve(config, train_size=None, world_size=1, saved_recipe=None):
+    """The `Recipe` this run uses: the recipe (or, on resume, the one the run recorded), overridden by
+    whatever the config sets. A batch larger than the training set (a small --subset) is capped to the
+    largest multiple of the process count that fits, before the learning rate is scaled with it.
+    Returns (recipe, note) where note says what was capped, or None."""
+    if saved_recipe is not None:
+        base = Recipe.from_dict(saved_recipe, "the run's recorded recipe")
+        recipe = base if config.epochs is None else base.replace(epochs=config.epochs, where="--epochs")
+        return recipe, None
+    recipe = resolve_recipe(config.recipe, config.model)
+    recipe = recipe.replace(where="--set", **config.overrides)
+    batch = config.batch_size or recipe.batch_size
+    note = None
     if train_size is not None and batch > train_size:
         capped = train_size // world_size * world_size
         if capped < 1:
             raise ValueError(f"{train_size} training images cannot feed {world_size} processes")
-        recipe["batch_size_capped_from"] = batch
+        note = f"batch {batch} is larger than the {train_size} training images: using batch {capped}"
         batch = capped
     if config.lr is not None:
         lr = float(config.lr)
-    elif recipe.get("lr_base_batch_size"):
-        lr = recipe["lr"] * batch / recipe["lr_base_batch_size"]
+    elif recipe.lr_base_batch_size:
+        lr = recipe.lr * batch / recipe.lr_base_batch_size
     else:
-        lr = recipe["lr"]
-    recipe.update(batch_size=batch, epochs=epochs, lr=lr)
-    return recipe
+        lr = recipe.lr
+    epochs = config.epochs if config.epochs is not None else recipe.epochs
+    return dataclasses.replace(recipe, batch_size=batch, epochs=epochs, lr=lr), note
 
 
-def check_resume_matches(saved, config):
-    """Refuse to resume with settings that would change the results (one clear line)."""
-    for key in RESULT_FIELDS:
-        asked, had = getattr(config, key), saved.get(key)
-        if key == "recipe" and asked in (None, "auto"):
-            continue
-        if key in ("model_kwargs", "overrides") and not asked:
-            continue
-        if key == "seed" and asked == 0 and had not in (None, 0):
-            continue   # 0 is the default; treat it as unset
-        if asked is not None and json.dumps(asked) != json.dumps(had):
+def check_resume_matches(saved_train, saved_recipe, config):
+    """Refuse to resume with settings that would change the results (one clear line). What this call asks
+    is compared with what the run used: its recorded config, and for recipe values its resolved recipe."""
+    def differ(asked, had):
+        return json.dumps(asked, sort_keys=True) != json.dumps(had, sort_keys=True)
+
+    for key in ("model", "data", "subset", "model_kwargs"):
+        asked, had = getattr(config, key), saved_train.get(key)
+        if asked not in (None, {}) and differ(asked, had):
             raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {asked!r}")
+    if config.seed and differ(config.seed, saved_train.get("seed")):   # 0 is the default: treated as unset
+        raise ValueError(f"cannot resume: the run was trained with seed={saved_train.get('seed')!r}, "
+                         f"not {config.seed!r}")
+    if config.recipe not in (None, "auto") and config.recipe not in (saved_train.get("recipe"),
+                                                                      saved_recipe.get("name")):
+        raise ValueError(f"cannot resume: the run was trained with recipe={saved_recipe.get('name')!r}, "
+                         f"not {config.recipe!r}")
+    asked = dict(config.overrides, **{k: getattr(config, k) for k in ("lr", "batch_size")
+                                      if getattr(config, k) is not None})
+    for key, value in asked.items():
+        had = saved_recipe.get(key)
+        value = Recipe.field_info(key).type(value) if key in ("lr", "batch_size") else value
+        if differ(list(value) if isinstance(value, tuple) else value, had):
+            raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {value!r}")
 
 
 def merge_for_resume(saved, config):
     """The saved training config with this call's epochs/device/compile/out, for `--resume DIR`."""
-    merged = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    merged = TrainConfig(**{k: v for k, v in saved.items() if k in known})
     merged.epochs = config.epochs if config.epochs is not None else saved.get("epochs")
     merged.device, merged.compile = config.device, config.compile
     merged.out = config.out or config.resume
-    merged.resume = config.resume
+    merged.resume, merged.overwrite = config.resume, False
     if config.data_dir:
         merged.data_dir = config.data_dir
     return merged

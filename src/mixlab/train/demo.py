@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..fileio import pyplot, save_figure, write_json
 from .config import TrainConfig
-from .engine import pick_device, train
+from ..device import pick_device
+from .engine import train
 
 DEMO_MODELS = ("vit_paper", "mixer_paper", "ninformer_paper", "activator_paper")
 CPU_PLAN = {"epochs": 2, "subset": 500, "batch_size": 32}   # ~4 TFLOP in all: about 2 min on 2 idle cores

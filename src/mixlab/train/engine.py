@@ -1,46 +1,40 @@
 """The training loop: one readable epoch loop in the spirit of airbench.
 
-    for epoch: loader.set_epoch(epoch); seed dropout from (seed, epoch, rank)
-        for step: lr ← schedule(step); loss = CE_smooth(model(x), y); backward; clip; optimiser step; EMA
-        evaluate on the test split (no augmentation) → commit trainer_state.pt → derived files
+    run = start_run(config)                      # data, recipe, model, optimiser, run directory (locked)
+    for epoch in remaining epochs:
+        train_epoch: per step lr ← schedule(step); loss = CE(model(x), y); backward; clip; step; EMA
+        evaluate_epoch: test loss and top-1 (no augmentation unless the recipe's test_augment quirk)
+        commit_epoch: guards (non-finite weights/loss, collapse) → trainer_state.pt → derived files
 
 Determinism: the loader's shuffling/augmentation and the dropout RNG are pure functions of (seed, epoch), the
-lr is a pure function of the step, and the commit point holds model + optimiser + EMA + RNG states, so a run
-killed at any instant and resumed produces bit-identical metrics and weights on CPU.
-bf16 autocast on CUDA, fp32 on CPU. DDP when torchrun sets WORLD_SIZE > 1: the batch is split over ranks,
-evaluation is sharded over ranks, and only rank 0 writes files.
+lr is a pure function of the step, and the commit point holds model + optimiser + EMA + scaler + RNG states,
+so a run killed at any instant and resumed produces bit-identical metrics and weights on CPU.
+Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is split
+over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
 import json
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .. import create_model
-from ..checkpoint import model_config, write_json
+from ..checkpoint import model_config
+from ..device import pick_device
+from ..rundir import CONFIG, RunDir, RunError, prepare_for_training
 from . import distributed
-from .config import TrainConfig, check_resume_matches, default_out, merge_for_resume, resolve
+from .config import check, check_resume_matches, default_out, merge_for_resume, resolve
 from .ema import ModelEma
 from .evaluate import evaluate
+from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
 from .outputs import print_row, write_outputs
+from .precision import Precision
 from .schedule import lr_at
-from .state import STATE_FILE, load_state, rng_state, save_state, set_rng_state
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN/inf; the message names the epoch, step and the last good checkpoint."""
-
-
-def pick_device(device="auto"):
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return device
+from .state import rng_state, set_rng_state
 
 
 def epoch_seed(seed, epoch, rank):
@@ -61,246 +55,348 @@ def normalisation(spec, dataset):
     return mean, std
 
 
-def build_optimizer(model, hp):
+def build_optimizer(model, recipe):
     from timm.optim import create_optimizer_v2
-    opt = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}[hp["optimizer"]]   # timm 'sgd' is Nesterov
-    kwargs = {"momentum": hp.get("momentum", 0.9)} if opt == "momentum" else {}
+    opt = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}[recipe.optimizer]   # timm 'sgd' is Nesterov
+    kwargs = {"momentum": recipe.momentum} if opt == "momentum" else {}
     # weight_decay_filter: no decay on biases, norms and model.no_weight_decay() (pos_embed, cls_token);
     # without it every parameter is decayed, as in the DIANet code.
-    target = model if hp.get("weight_decay_filter", True) else list(model.parameters())
-    return create_optimizer_v2(target, opt=opt, lr=hp["lr"], weight_decay=hp.get("weight_decay", 0.0), **kwargs)
+    target = model if recipe.weight_decay_filter else list(model.parameters())
+    return create_optimizer_v2(target, opt=opt, lr=recipe.lr, weight_decay=recipe.weight_decay, **kwargs)
 
 
 def _log(msg):
     print(msg, flush=True)
 
 
-def _resume_setup(config, log):
-    """Settle what `config.resume` continues: (config, state or None, finished summary or None)."""
-    run = Path(config.resume)
-    if not run.is_dir():
-        raise FileNotFoundError(f"nothing to resume at {run}: not a directory")
-    if config.out and Path(config.out).resolve() != run.resolve():
-        raise ValueError(f"--resume {run} continues that run in place; --out must be the same directory or unset")
-    cfg_file = run / "config.json"
-    if not cfg_file.exists():
-        # Killed before the first write: nothing was trained, so this is a fresh run in that directory.
-        log(f"{run} holds no checkpoint yet; starting from scratch there")
-        config.out, config.resume = str(run), None
-        return config, None, None
-    saved = json.loads(cfg_file.read_text())["train"]
-    check_resume_matches(saved, config)
-    config = merge_for_resume(saved, config)
-    summary_file = run / "summary.json"
-    if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
-        if summary.get("completed") and summary.get("epochs") >= config.epochs:
-            return config, None, summary
-    state = load_state(run / STATE_FILE) if (run / STATE_FILE).exists() else None
-    return config, state, None
+@dataclass
+class Run:
+    """Everything one training run holds: built once by `start_run`, read and advanced by each phase."""
+    config: object
+    recipe: object
+    dir: RunDir
+    device: torch.device
+    dist: object
+    precision: Precision
+    train_ds: object
+    test_ds: object
+    loader: object
+    model: torch.nn.Module          # the bare model: its state_dict is what is saved
+    net: torch.nn.Module            # what a step calls: `model` wrapped in DDP and/or torch.compile
+    optimizer: object
+    scaler: object
+    ema: object
+    mean: list
+    std: list
+    params: int
+    log: object
+    start_epoch: int = 0
+    history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_top1": -1.0,
+                                                   "best_epoch": 0, "train_seconds": 0.0, "collapse": None})
+
+    @property
+    def eval_model(self):
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def steps_per_epoch(self):
+        return len(self.loader)
+
+    @property
+    def is_main(self):
+        return self.dist.is_main
 
 
-def train(config: TrainConfig, log=_log):
+def train(config, log=_log):
     """Train `config.model` on `config.data`; returns the summary dict (also written to summary.json)."""
     log = log or (lambda *_: None)
+    check(config)
     dist_info, ddp_device = distributed.setup(pick_device(config.device).type)
     if not dist_info.is_main:
         log = lambda *_: None   # noqa: E731 (only rank 0 speaks)
+    run = None
     try:
-        return _train(config, dist_info, ddp_device, log)
+        run = start_run(config, dist_info, ddp_device, log)
+        if isinstance(run, dict):   # a finished run asked to resume: nothing to do
+            return run
+        for epoch in range(run.start_epoch, run.recipe.epochs):
+            t0 = time.perf_counter()
+            row = train_epoch(run, epoch)
+            row["train_pass_seconds"] = time.perf_counter() - t0    # the training pass alone: throughput
+            row.update(evaluate_epoch(run, epoch))
+            row["seconds"] = time.perf_counter() - t0
+            commit_epoch(run, row)
+        summary = make_summary(run)
+        log(f"done: test top-1 {summary['test_top1']:.2f}% (best {summary['best_test_top1']:.2f}% at epoch "
+            f"{summary['best_epoch']}) in {summary['train_seconds']:.1f}s; run directory {run.dir.path}")
+        return summary
     finally:
+        if run is not None and not isinstance(run, dict):
+            run.dir.release()
         distributed.cleanup(dist_info)
 
 
-def _train(config, d, ddp_device, log):
+def start_run(config, d, ddp_device, log):
+    """Settle the run directory (new, resumed, refused), read the data, build model and optimiser.
+
+    Returns a `Run`, or the summary dict of a finished run that `--resume` was asked to continue with no
+    more epochs.
+    """
+    out = RunDir(config.resume or config.out or default_out(config))
+    if config.resume and config.out and Path(config.out).resolve() != Path(config.resume).resolve():
+        raise ValueError(f"--resume {config.resume} continues that run in place; --out must be the same "
+                         f"directory or unset")
+    mode = prepare_for_training(out, resume=bool(config.resume), overwrite=config.overwrite, log=log)
+    saved_recipe, state = None, None
+    if mode == "resume":
+        saved = out.read_config(need=("train", "recipe"))
+        check_resume_matches(saved["train"], saved["recipe"], config)
+        config = merge_for_resume(saved["train"], config)
+        saved_recipe = saved["recipe"]
+        summary = out.read_summary(missing_ok=True, strict=False)
+        wanted = config.epochs if config.epochs is not None else saved_recipe.get("epochs")
+        if summary and summary.get("completed") and summary.get("epochs_done", 0) >= (wanted or 0):
+            log(f"{out.path} is already complete ({summary['epochs_done']} epochs); nothing to resume")
+            return summary
+        state = out.read_state()
+    else:
+        config.resume = None
+    if d.is_main:
+        out.acquire()      # held until the run ends; a second process gets a one-line "in use" error
+    try:
+        if d.is_main and mode == "overwrite":
+            out.clear()
+        distributed.barrier(d)
+        return _build_run(config, d, ddp_device, log, out, saved_recipe, state)
+    except BaseException:
+        out.release()
+        raise
+
+
+def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     from ..data import DeviceLoader, load_dataset
 
-    state = None
-    if config.resume:
-        config, state, finished = _resume_setup(config, log)
-        if finished is not None:
-            log(f"{config.resume} is already complete ({finished['epochs']} epochs); its summary:")
-            log(json.dumps(finished, indent=2))
-            return finished
     train_ds = load_dataset(config.data, split="train", data_dir=config.data_dir, subset=config.subset,
                             seed=config.seed)
     test_ds = load_dataset(config.data, split="test", data_dir=config.data_dir, subset=config.subset,
                            seed=config.seed)
-    hp = resolve(config, train_size=len(train_ds), world_size=d.world_size)
-    if hp.get("batch_size_capped_from"):
-        log(f"batch {hp['batch_size_capped_from']} is larger than the {len(train_ds)} training images: "
-            f"using batch {hp['batch_size']}")
-    config.epochs, config.batch_size, config.lr = hp["epochs"], hp["batch_size"], hp["lr"]
-    if config.recipe in (None, "auto"):
-        config.recipe = hp["name"]   # record what auto chose; a recipe file path stays a path
-    out = Path(config.out or default_out(config))
-    config.out = str(out)
+    if list(train_ds.classes) != list(test_ds.classes):
+        raise ValueError(f"{config.data}: the train and test splits name different classes "
+                         f"({len(train_ds.classes)} vs {len(test_ds.classes)}); they must be the same list")
+    recipe, note = resolve(config, train_size=len(train_ds), world_size=d.world_size, saved_recipe=saved_recipe)
+    if note:
+        log(note)
     device = ddp_device or pick_device(config.device)
-    if hp["batch_size"] % d.world_size:
-        raise ValueError(f"batch size {hp['batch_size']} does not split over {d.world_size} processes")
-    rank_batch = hp["batch_size"] // d.world_size
+    if recipe.batch_size % d.world_size:
+        raise ValueError(f"batch size {recipe.batch_size} does not split over {d.world_size} processes")
+    precision = Precision(recipe.precision, device)
+    precision.apply_global_settings()
 
     c, h, _ = train_ds.image_size
-    mean, std = normalisation(hp.get("normalize"), train_ds)
-    loader = DeviceLoader(train_ds, rank_batch, device, train=True, crop_padding=hp.get("crop_padding", 0),
-                          flip=hp.get("flip", False), normalize=(mean, std), seed=config.seed, rank=d.rank,
-                          world_size=d.world_size)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_ds)} training images make no batch of {hp['batch_size']}")
+    mean, std = normalisation(recipe.normalize, train_ds)
+    loader = DeviceLoader(train_ds, recipe.batch_size // d.world_size, device, train=True,
+                          drop_last=recipe.drop_last, crop_padding=recipe.crop_padding, flip=recipe.flip,
+                          normalize=(mean, std), seed=config.seed, rank=d.rank, world_size=d.world_size)
 
     torch.manual_seed(config.seed)
-    model = create_model(config.model, num_classes=train_ds.num_classes, in_chans=c, img_size=h,
-                         **config.model_kwargs).to(device)
-    params = sum(p.numel() for p in model.parameters())
-    optimizer = build_optimizer(model, hp)
-    ema = ModelEma(model, hp["ema_decay"]) if hp.get("ema_decay") else None
-    meta = dict(mean=mean, std=std, class_names=list(train_ds.classes), dataset=train_ds.name, in_chans=c,
-                img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source)
-
-    history = {"rows": [], "step_loss": [], "step_lr": [], "best_top1": -1.0, "best_epoch": 0,
-               "train_seconds": 0.0}
-    start_epoch = 0
+    try:
+        model = create_model(config.model, num_classes=train_ds.num_classes, in_chans=c, img_size=h,
+                             **config.model_kwargs).to(device)
+    except (TypeError, ValueError) as e:   # a wrong or ill-typed model keyword
+        first = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"cannot build {config.model} with model kwargs {json.dumps(config.model_kwargs)} "
+                         f"for {c}×{h}×{h} images: {first}") from None
+    optimizer = build_optimizer(model, recipe)
+    ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay else None
+    run = Run(config=config, recipe=recipe, dir=out, device=device, dist=d, precision=precision,
+              train_ds=train_ds, test_ds=test_ds, loader=loader, model=model, net=model, optimizer=optimizer,
+              scaler=precision.grad_scaler(), ema=ema, mean=mean, std=std,
+              params=sum(p.numel() for p in model.parameters()), log=log)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        set_rng_state(state["rng"])
-        history = state["history"]
-        start_epoch = state["epoch"]
-        log(f"resuming {out} after epoch {start_epoch}/{hp['epochs']}")
+        _restore(run, state)
+        log(f"resuming {out.path} after epoch {run.start_epoch}/{recipe.epochs}")
     if d.is_main:
+        meta = dict(mean=mean, std=std, class_names=list(train_ds.classes), dataset=train_ds.name, in_chans=c,
+                    img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source)
         config_json = model_config(model, **meta)
-        config_json.update(train=config.to_dict(), recipe=hp, world_size=d.world_size)
-        write_json(out / "config.json", config_json)
-    eval_model = ema.module if ema is not None else model
-    if state is not None and d.is_main:
-        # Files derived from the last commit may not have been written before the kill: write them again.
-        write_outputs(out, eval_model, history, _summary(config, hp, train_ds, test_ds, params, device, d,
-                      history, start_epoch), best_now=history["best_epoch"] == start_epoch)
+        config_json.update(train=config.to_dict(), recipe=recipe.to_dict(), world_size=d.world_size)
+        out.write_json(CONFIG, config_json)
+        if state is not None:   # files derived from the last commit may not have been written before the kill
+            write_outputs(out, run.eval_model, run.history, make_summary(run),
+                          best_now=run.history["best_epoch"] == run.start_epoch)
 
-    net = model
     if d.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+        run.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        net = torch.compile(net)
-    autocast = device.type == "cuda"
+        run.net = torch.compile(run.net)
     subset_note = f", subset {config.subset} (stratified train, at most that many test)" if config.subset else ""
-    log(f"training {config.model} ({params:,} params) on {train_ds.name} [{len(train_ds)} train / "
-        f"{len(test_ds)} test{subset_note}] with recipe {hp['name']} v{hp['version']}: {hp['optimizer']} "
-        f"lr {hp['lr']:g}, batch {hp['batch_size']}"
-        f"{f' ({d.world_size} ranks × {rank_batch})' if d.enabled else ''}, {hp['epochs']} epochs, "
-        f"{hp['schedule']} schedule, device {device}; run directory {out}")
-
-    for epoch in range(start_epoch, hp["epochs"]):
-        t0 = time.perf_counter()
-        row, step_loss, step_lr = _train_epoch(net, model, ema, optimizer, loader, hp, config, epoch,
-                                               steps_per_epoch, device, d, autocast, out, log)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_only = time.perf_counter() - t0    # the training pass alone: the throughput figure
-        augment = (hp.get("crop_padding", 0), hp.get("flip", False), epoch_seed(config.seed, epoch, 0)) \
-            if hp.get("test_augment") else None
-        result = evaluate(eval_model, test_ds, device, mean, std, config.eval_batch_size, d, autocast, augment)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        row.update(test_loss=result["loss"], test_top1=result["top1"], seconds=seconds,
-                   train_pass_seconds=train_only)
-        history["rows"].append(row)
-        history["step_loss"].extend(step_loss)
-        history["step_lr"].extend(step_lr)
-        history["train_seconds"] += seconds
-        best_now = result["top1"] > history["best_top1"]
-        if best_now:
-            history["best_top1"], history["best_epoch"] = result["top1"], epoch + 1
-        if d.is_main:
-            save_state(out / STATE_FILE, {
-                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.module.state_dict() if ema is not None else None, "rng": rng_state(),
-                "history": history, "torch": str(torch.__version__)})
-            write_outputs(out, eval_model, history, _summary(config, hp, train_ds, test_ds, params, device, d,
-                                                             history, epoch + 1), best_now)
-        log(print_row(row, hp["epochs"]))
-        distributed.barrier(d)
-    summary = _summary(config, hp, train_ds, test_ds, params, device, d, history, len(history["rows"]))
-    log(f"done: test top-1 {summary['test_top1']:.2f}% (best {summary['best_test_top1']:.2f}% at epoch "
-        f"{summary['best_epoch']}) in {summary['train_seconds']:.1f}s; run directory {out}")
-    return summary
+    ranks = f" ({d.world_size} ranks × {recipe.batch_size // d.world_size})" if d.enabled else ""
+    log(f"training {config.model} ({run.params:,} params) on {train_ds.name} [{len(train_ds)} train / "
+        f"{len(test_ds)} test{subset_note}] with recipe {recipe.name} v{recipe.version}: {recipe.optimizer} "
+        f"lr {recipe.lr:g}, batch {recipe.batch_size}{ranks}, {recipe.epochs} epochs, {recipe.schedule} "
+        f"schedule, {precision.describe()}, {run.steps_per_epoch} steps/epoch "
+        f"({'dropping' if recipe.drop_last else 'keeping'} the last partial batch), device {device}; "
+        f"run directory {out.path}")
+    return run
 
 
-def _train_epoch(net, model, ema, optimizer, loader, hp, config, epoch, steps_per_epoch, device, d, autocast,
-                 out, log):
+def _restore(run, state):
+    try:
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        if run.ema is not None:
+            run.ema.module.load_state_dict(state["ema"])
+        if run.scaler is not None and state.get("scaler"):
+            run.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"{run.dir / 'trainer_state.pt'} does not fit this run's model or optimiser: {first}") from None
+    history = dict(state["history"])
+    history.setdefault("collapse", None)
+    run.history, run.start_epoch = history, int(state["epoch"])
+
+
+def train_epoch(run, epoch):
+    """One pass over the training split; returns the epoch's train row (loss, top-1, lr)."""
     from tqdm.auto import tqdm
 
-    net.train()
-    loader.set_epoch(epoch)
-    torch.manual_seed(epoch_seed(config.seed, epoch, d.rank))
-    losses = torch.zeros(steps_per_epoch, device=device)
+    recipe, d, device = run.recipe, run.dist, run.device
+    run.net.train()
+    run.loader.set_epoch(epoch)
+    torch.manual_seed(epoch_seed(run.config.seed, epoch, d.rank))
+    steps = run.steps_per_epoch
+    losses = torch.zeros(steps, device=device)
     global_losses = torch.zeros_like(losses)   # rank-averaged, filled in one slice per check
     correct = torch.zeros((), device=device, dtype=torch.float64)
-    seen = 0
-    lrs = []
-    smoothing, clip = hp.get("label_smoothing", 0.0) or 0.0, hp.get("grad_clip")
-    bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{hp['epochs']}", file=sys.stderr,
-               leave=False, disable=not (d.is_main and sys.stderr.isatty()))
-    checked = 0
-    for i, (x, y) in enumerate(bar):
-        step = epoch * steps_per_epoch + i
-        lr = lr_at(step, hp, hp["lr"], hp["epochs"], steps_per_epoch)
+    seen, lrs, checked = 0, [], 0
+    bar = tqdm(run.loader.iter_weighted(), total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}",
+               file=sys.stderr, leave=False, disable=not (d.is_main and sys.stderr.isatty()))
+    for i, (x, y, loss_scale) in enumerate(bar):
+        step = epoch * steps + i
+        lr = lr_at(step, recipe, recipe.lr, recipe.epochs, steps)
         lrs.append(lr)
-        for group in optimizer.param_groups:
+        for group in run.optimizer.param_groups:
             group["lr"] = lr
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        if ema is not None:
-            ema.update(model, step)
+        with run.precision.autocast():
+            logits = run.net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing,
+                               reduction="sum") * loss_scale
+        run.optimizer.zero_grad(set_to_none=True)
+        _backward_and_step(run, loss)
+        if run.ema is not None:
+            run.ema.update(run.model, step)
         losses[i] = loss.detach()
-        correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if (i + 1) % config.log_every == 0 or i + 1 == steps_per_epoch:
-            # One sync every log_every steps: the steps since the last check, rank-averaged, checked for NaN/inf.
+        if loss_scale:
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        if (i + 1) % run.config.log_every == 0 or i + 1 == steps:
+            # One sync every log_every steps: the steps since the last check, rank-summed, checked for NaN/inf.
             new = distributed.all_reduce_sum(losses[checked:i + 1].clone(), d) / d.world_size
             global_losses[checked:i + 1] = new
             bad = (~torch.isfinite(new)).nonzero()
             if len(bad):
                 s = checked + int(bad[0])
-                value = global_losses[s].item()
-                where = f"the last good checkpoint is epoch {epoch} in {out}" if epoch else \
-                    f"no checkpoint was written yet ({out})"
-                raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1} step {s + 1}; {where}")
+                _diverged(run, epoch, f"the training loss became {global_losses[s].item()} at epoch {epoch + 1} "
+                                      f"step {s + 1}")
             checked = i + 1
             bar.set_postfix(loss=f"{global_losses[i].item():.4f}", lr=f"{lr:.2e}")
     bar.close()
+    # The loss of step i is computed before update i, so the last update is checked on the weights.
+    bad = nonfinite_parameters(run.model) or (run.ema is not None and nonfinite_parameters(run.ema.module))
+    if bad:
+        _diverged(run, epoch, f"the weights became non-finite ({bad}) in the last steps of epoch {epoch + 1}")
     totals = distributed.all_reduce_sum(torch.stack([correct, torch.tensor(float(seen), device=device,
                                                                                dtype=torch.float64)]), d)
     step_loss = global_losses.tolist()
-    row = {"epoch": epoch + 1, "lr": lrs[-1], "train_loss": sum(step_loss) / len(step_loss),
-           "train_top1": 100.0 * totals[0].item() / max(totals[1].item(), 1)}
-    return row, step_loss, lrs
+    return {"epoch": epoch + 1, "lr": lrs[-1], "train_loss": sum(step_loss) / len(step_loss),
+            "train_top1": 100.0 * totals[0].item() / max(totals[1].item(), 1),
+            "_step_loss": step_loss, "_step_lr": lrs}
 
 
-def _summary(config, hp, train_ds, test_ds, params, device, d, history, epochs_done):
-    rows = history["rows"]
+def _backward_and_step(run, loss):
+    clip = run.recipe.grad_clip
+    if run.scaler is None:
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
+        run.optimizer.step()
+        return
+    run.scaler.scale(loss).backward()
+    if clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+
+
+def evaluate_epoch(run, epoch):
+    """Test loss and top-1 of the evaluated model (EMA if any) at the run's precision."""
+    recipe = run.recipe
+    augment = (recipe.crop_padding, recipe.flip, epoch_seed(run.config.seed, epoch, 0)) \
+        if recipe.test_augment else None
+    result = evaluate(run.eval_model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
+                      run.dist, run.precision, augment)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    if not torch.isfinite(torch.tensor(result["loss"])):
+        _diverged(run, epoch, f"the test loss became {result['loss']} after epoch {epoch + 1}")
+    return {"test_loss": result["loss"], "test_top1": result["top1"]}
+
+
+def commit_epoch(run, row):
+    """Record the epoch, commit the trainer state (the epoch's point of no return), write derived files."""
+    h = run.history
+    h["step_loss"].extend(row.pop("_step_loss"))
+    h["step_lr"].extend(row.pop("_step_lr"))
+    h["rows"].append(row)
+    h["train_seconds"] += row["seconds"]
+    best_now = row["test_top1"] > h["best_top1"]
+    if best_now:
+        h["best_top1"], h["best_epoch"] = row["test_top1"], row["epoch"]
+    collapse = collapse_status(h["rows"], run.train_ds.num_classes)
+    if collapse and not h["collapse"]:
+        run.log(f"WARNING: {run.config.model} collapsed: {collapse}")
+    h["collapse"] = h["collapse"] or collapse
+    if run.is_main:
+        run.dir.write_state({
+            "epoch": row["epoch"], "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "ema": run.ema.module.state_dict() if run.ema is not None else None,
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None, "rng": rng_state(),
+            "history": h, "torch": str(torch.__version__)})
+        write_outputs(run.dir, run.eval_model, h, make_summary(run), best_now)
+    run.log(print_row(row, run.recipe.epochs))
+    distributed.barrier(run.dist)
+
+
+def _diverged(run, epoch, what):
+    """Stop the run: summary.json says why; the last committed epoch (finite, checked) stays the good one."""
+    where = f"the last good checkpoint is epoch {epoch} in {run.dir.path}" if epoch else \
+        f"no checkpoint was written ({run.dir.path})"
+    message = f"{what}; {where}"
+    if run.is_main:
+        summary = make_summary(run)
+        summary["stopped"] = f"diverged: {message}"
+        run.dir.write_json("summary.json", summary)
+    raise TrainingDiverged(message)
+
+
+def make_summary(run):
+    config, recipe, h = run.config, run.recipe, run.history
+    rows = h["rows"]
     last = rows[-1] if rows else {}
+    epochs_done = len(rows)
     return {
-        "model": config.model, "dataset": train_ds.name, "data": config.data, "lossy": bool(train_ds.lossy), "recipe": hp["name"],
-        "recipe_version": hp["version"], "epochs": hp["epochs"], "epochs_done": epochs_done, "seed": config.seed,
-        "batch_size": hp["batch_size"], "lr": hp["lr"], "subset": config.subset,
-        "train_images": len(train_ds), "test_images": len(test_ds),
+        "model": config.model, "dataset": run.train_ds.name, "data": config.data, "lossy": bool(run.train_ds.lossy),
+        "recipe": recipe.name, "recipe_version": recipe.version, "precision": recipe.precision,
+        "drop_last": recipe.drop_last, "epochs": recipe.epochs, "epochs_done": epochs_done, "seed": config.seed,
+        "batch_size": recipe.batch_size, "lr": recipe.lr, "subset": config.subset,
+        "train_images": len(run.train_ds), "test_images": len(run.test_ds),
         "test_top1": last.get("test_top1"), "test_loss": last.get("test_loss"),
-        "best_test_top1": history["best_top1"] if rows else None, "best_epoch": history["best_epoch"],
-        "params": params, "train_seconds": history["train_seconds"], "device": str(device),
-        "world_size": d.world_size, "torch": str(torch.__version__), "python": platform.python_version(),
-        "completed": epochs_done >= hp["epochs"],
+        "best_test_top1": h["best_top1"] if rows else None, "best_epoch": h["best_epoch"],
+        "collapsed": bool(h.get("collapse")), "collapse_reason": h.get("collapse"),
+        "params": run.params, "train_seconds": h["train_seconds"], "device": str(run.device),
+        "world_size": run.dist.world_size, "torch": str(torch.__version__), "python": platform.python_version(),
+        "completed": epochs_done >= recipe.epochs,
     }
-
-

@@ -3,6 +3,8 @@
 Evaluation is sharded under DDP: rank r scores images r, r+W, r+2W, …, and the sums are all-reduced, so
 every rank gets the same numbers for the whole split.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -18,31 +20,33 @@ def normalise(images_uint8, mean, std, device):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None, autocast=False,
-             augment=None):
+def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None, precision=None, augment=None):
     """{'loss', 'top1' (percent), 'n'} of `model` on `dataset` (.images uint8, .labels int64).
 
-    `augment=(padding, flip, seed)` reproduces the official NiNformer/Activator quirk of evaluating on
-    randomly cropped and flipped test images.
+    precision: a `Precision` (the run's), None for fp32. `augment=(padding, flip, seed)` reproduces the
+    official NiNformer/Activator quirk of evaluating on randomly cropped and flipped test images: like
+    torchvision's RandomCrop on the PIL image, the padding is black (0) *before* normalisation.
     """
+    from ..data.loader import crop_flip
+
     d = dist_info or Dist()
     was_training = model.training
     model.eval()
     index = torch.arange(d.rank, len(dataset.labels), d.world_size)
     totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss sum, correct, count
     generator = torch.Generator().manual_seed(augment[2]) if augment else None
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     for start in range(0, len(index), batch_size):
         idx = index[start:start + batch_size]
-        x = normalise(dataset.images[idx], mean, std, device)
+        images = dataset.images[idx].to(device, non_blocking=True)
         if augment:
-            # Crop and flip as torchvision RandomCrop(pad)+RandomHorizontalFlip, per sample (the data loader's gather).
-            from ..data.loader import crop_flip
             pad, flip = int(augment[0] or 0), bool(augment[1])
             offsets = torch.randint(0, 2 * pad + 1, (len(idx), 2), generator=generator).to(device)
             flips = (torch.rand(len(idx), generator=generator) < 0.5).to(device) if flip else None
-            x = crop_flip(x, offsets, flips, pad)
+            images = crop_flip(images, offsets, flips, pad)
+        x = normalise(images, mean, std, device)
         y = dataset.labels[idx].to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+        with autocast():
             logits = model(x)
         logits = logits.float()
         totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
@@ -56,28 +60,30 @@ def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None,
 
 def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", data_dir=None, subset=None,
                  batch_size=1000):
-    """Score a run directory's best (or `weights`) checkpoint on a split of its dataset (or `data`)."""
-    import json
-    from pathlib import Path
-
+    """Score a run directory's best (or `weights`) checkpoint on a split of its dataset (or `data`), at the
+    precision the run trained with."""
     from ..checkpoint import load
     from ..data import load_dataset
-    from .engine import pick_device
+    from ..device import pick_device
+    from ..rundir import RunDir
+    from .precision import Precision
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    config = json.loads((run_dir / "config.json").read_text())
+    run = RunDir(run_dir)
+    config = run.read_config(need=("mean", "std", "input_size"))
     weights_file = {"best": "best.safetensors", "last": "last.safetensors", None: None}.get(weights, weights)
     device = pick_device(device)
     model = load(run_dir, weights=weights_file, map_location="cpu").to(device)
-    train_cfg = config.get("train", {})
+    train_cfg = config.get("train") if isinstance(config.get("train"), dict) else {}
     name = data or train_cfg.get("data") or config.get("dataset")
+    if not name:
+        raise ValueError(f"{run.path}/config.json names no dataset: pass --data")
     ds = load_dataset(name, split=split, data_dir=data_dir or train_cfg.get("data_dir"), subset=subset,
                       seed=train_cfg.get("seed", 0) or 0)
     expected = tuple(config["input_size"])
     if tuple(ds.image_size) != expected:
         raise ValueError(f"{name} images are {tuple(ds.image_size)} but the model was trained on {expected}")
-    result = evaluate(model, ds, device, config["mean"], config["std"], batch_size=batch_size)
+    recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+    precision = Precision(recipe.get("precision", "fp32"), device)
+    result = evaluate(model, ds, device, config["mean"], config["std"], batch_size=batch_size, precision=precision)
     return {**result, "dataset": ds.name, "split": split, "weights": weights_file or "default weights",
-            "model": config["model"]}
+            "model": config["model"], "precision": precision.name}

@@ -3,11 +3,8 @@ atomically: last/best.safetensors, metrics.csv (one row an epoch), steps.csv (lo
 summary.json and curves.png (loss and top-1 against epoch)."""
 import csv
 import io
-from pathlib import Path
-
-from safetensors.torch import save_model
-
-from ..fileio import atomic_write, pyplot, save_figure, write_json
+from ..fileio import pyplot, save_figure
+from ..rundir import BEST, CURVES, LAST, METRICS, STEPS, SUMMARY
 
 # seconds: the whole epoch (training pass + evaluation); train_pass_seconds: the training pass alone.
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds",
@@ -23,21 +20,17 @@ def _csv_text(fields, rows):
     return buf.getvalue()
 
 
-def write_text(path, text):
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_outputs(out, eval_model, history, summary, best_now):
-    out = Path(out)
-    atomic_write(out / "last.safetensors", lambda tmp: save_model(eval_model, tmp), suffix=".safetensors")
+def write_outputs(rundir, eval_model, history, summary, best_now):
+    """The derived files of a `RunDir` after a committed epoch."""
+    rundir.write_weights(LAST, eval_model)
     if best_now:
-        atomic_write(out / "best.safetensors", lambda tmp: save_model(eval_model, tmp), suffix=".safetensors")
-    write_text(out / "metrics.csv", _csv_text(METRIC_FIELDS, history["rows"]))
+        rundir.write_weights(BEST, eval_model)
+    rundir.write_text(METRICS, _csv_text(METRIC_FIELDS, history["rows"]))
     steps = [{"step": i + 1, "lr": lr, "loss": loss}
              for i, (lr, loss) in enumerate(zip(history["step_lr"], history["step_loss"]))]
-    write_text(out / "steps.csv", _csv_text(("step", "lr", "loss"), steps))
-    write_json(out / "summary.json", summary)
-    plot_curves(out / "curves.png", history["rows"], title=f"{summary['model']} on {summary['dataset']}")
+    rundir.write_text(STEPS, _csv_text(("step", "lr", "loss"), steps))
+    rundir.write_json(SUMMARY, summary)
+    plot_curves(rundir / CURVES, history["rows"], title=f"{summary['model']} on {summary['dataset']}")
 
 
 def plot_curves(path, rows, title=""):

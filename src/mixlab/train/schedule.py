@@ -9,23 +9,23 @@ import math
 
 def warmup_steps(recipe, epochs, steps_per_epoch):
     """Warm-up length in steps, at most a fifth of the run so short runs still reach the peak lr."""
-    return int(min(recipe.get("warmup_epochs", 0) or 0, 0.2 * epochs) * steps_per_epoch)
+    return int(min(recipe.warmup_epochs or 0, 0.2 * epochs) * steps_per_epoch)
 
 
 def lr_at(step, recipe, lr, epochs, steps_per_epoch):
     """The learning rate for 0-based optimisation `step` of a run of `epochs` × `steps_per_epoch`."""
-    kind = recipe["schedule"]
+    kind = recipe.schedule
     if kind == "constant":
         return lr
     if kind == "multistep":
         epoch = step // steps_per_epoch
-        return lr * recipe.get("gamma", 0.1) ** sum(epoch >= m for m in recipe.get("milestones", []))
+        return lr * recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
     if kind == "cosine":
         total = max(epochs * steps_per_epoch, 1)
         warm = warmup_steps(recipe, epochs, steps_per_epoch)
         if step < warm:
             return lr * (step + 1) / warm
         t = min((step - warm) / max(total - warm, 1), 1.0)
-        min_lr = recipe.get("min_lr", 0.0)
+        min_lr = recipe.min_lr
         return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {kind!r}; choose constant, cosine or multistep")

@@ -1,8 +1,8 @@
-"""Trainer state: one atomically written `trainer_state.pt` holding everything a resume needs — model,
-optimizer, EMA, epoch, best metric, metric rows, and the torch / numpy / python RNG states.
+"""RNG states for the trainer state (`trainer_state.pt`, written and read by `RunDir`).
 
-It is the commit point of an epoch: written first, and every other file of the run directory (weights,
-metrics.csv, curves) is derived from it, so a `kill -9` between writes can never leave the directory
+The trainer state is the commit point of an epoch: model, optimizer, EMA, scaler, epoch, history and the
+torch / numpy / python RNG states, written first, so every other file of the run directory (weights,
+metrics.csv, curves) is derived from it and a `kill -9` between writes can never leave the directory
 inconsistent. Only tensors, numbers, strings, lists and dicts go in, so `torch.load(weights_only=True)`
 reads it back and no pickle code ever runs.
 """
@@ -11,9 +11,6 @@ import random
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write
-
-STATE_FILE = "trainer_state.pt"
 
 
 def rng_state():
@@ -37,11 +34,3 @@ def set_rng_state(state):
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_state(path, state):
-    atomic_write(path, lambda tmp: torch.save(state, tmp), suffix=".pt")
-
-
-def load_state(path):
-    return torch.load(path, map_location="cpu", weights_only=True)
