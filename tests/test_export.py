@@ -88,9 +88,12 @@ def test_torch_fft_path_needs_the_dynamo_exporter(tmp_path):
 
 def test_tolerance_breach_is_an_error(tmp_path):
     model = _build("aff_paper_size", 1, 16, dict(depth=1))    # DFT-as-matmul vs FFT is never bit-exact
-    with pytest.raises(ExportError, match="differs from PyTorch"):
+    (tmp_path / "m.onnx").write_bytes(b"a good export from before")
+    with pytest.raises(ExportError, match="differs from PyTorch.*m.onnx was not written.*m.rejected.onnx"):
         export_onnx(model, tmp_path / "m.onnx", atol=1e-12)
-    assert (tmp_path / "m.onnx").exists()
+    assert (tmp_path / "m.onnx").read_bytes() == b"a good export from before"   # never replaced by a bad graph
+    assert (tmp_path / "m.rejected.onnx").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.rejected.onnx"]   # no temp file left
 
 
 def test_bad_output_name_and_missing_dependency(tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from mixlab.reproduce import (TABLES, build_row, check_claims, load_published, l
                               plan, render_markdown, reproduce, resolve_datasets, scaled_milestones)
 from mixlab.reproduce.report import ROW_KEYS
 from mixlab.reproduce.runner import model_recipe
+from mixlab.train.recipes import Recipe
 
 DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PUBLISHED = load_published()
@@ -22,7 +23,16 @@ FAKE_RECIPES = {"paper": {"name": "paper", "epochs": 100, "schedule": "constant"
 def fake_load_recipe(name):
     if name not in FAKE_RECIPES:
         raise ValueError(f"unknown recipe {name!r}")
-    return dict(FAKE_RECIPES[name])
+    return Recipe.from_dict(FAKE_RECIPES[name])
+
+
+def write_run(path, model, summary=None, overrides=None):
+    """A run directory as the engine leaves it: config.json (+ summary.json when given)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"model": model, "model_kwargs": {},
+                                                  "train": {"model": model, "overrides": overrides or {}}}))
+    if summary is not None:
+        (path / "summary.json").write_text(json.dumps(summary))
 
 
 def summary(model, dataset, top1, seed=0, epochs=100, best=None, recipe="paper", lossy=False, subset=None):
@@ -158,16 +168,18 @@ def test_budget_scales_step_milestones():
 
 
 def test_plan_marks_done_partial_and_new_runs_and_wrn_settings(tmp_path):
-    done = tmp_path / "cifar10-jpeg" / "resnet164" / "seed0"
-    done.mkdir(parents=True)
-    (done / "summary.json").write_text(json.dumps({"completed": True}))
+    write_run(tmp_path / "cifar10-jpeg" / "resnet164" / "seed0", "resnet164",
+              {"model": "resnet164", "completed": True})
     partial = tmp_path / "cifar10-jpeg" / "resnet164" / "seed1"
-    partial.mkdir(parents=True)
+    write_run(partial, "resnet164")
     (partial / "trainer_state.pt").write_bytes(b"x")
+    foreign = tmp_path / "cifar10-jpeg" / "wrn52_4" / "seed1"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("not a run")
     runs = plan("dia", tmp_path, [("cifar10", "cifar10-jpeg")], ("resnet164", "wrn52_4"), 2, "dianet", None,
                 fake_load_recipe)
     assert [(r.model, r.seed, r.status) for r in runs] == [("resnet164", 0, "done"), ("resnet164", 1, "partial"),
-                                                          ("wrn52_4", 0, "new"), ("wrn52_4", 1, "new")]
+                                                          ("wrn52_4", 0, "new"), ("wrn52_4", 1, "foreign")]
     assert runs[0].epochs == 180 and runs[0].overrides == {"milestones": [60, 120]}
     assert runs[2].epochs == 200 and runs[2].overrides == {"milestones": [80, 120, 160], "gamma": 0.2,
                                                            "weight_decay": 5e-4}
@@ -187,7 +199,7 @@ def _fake_trainer(calls):
         top1 = 50.0 + 10 * ("ninformer" in cfg.model) + cfg.seed
         s = summary(cfg.model, cfg.data, top1, seed=cfg.seed, epochs=cfg.epochs, recipe=cfg.recipe,
                     subset=cfg.subset)
-        (out / "summary.json").write_text(json.dumps(s))
+        write_run(out, cfg.model, s, cfg.overrides)
         return s
     return train_fn
 

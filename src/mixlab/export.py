@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .fileio import TEMP_MARK, check_writable
 from .mixers.fourier import AdaptiveFrequencyFilter
 
 DEFAULT_OPSET = 17
@@ -140,7 +141,8 @@ def export_onnx(model, path, input_size=None, opset=DEFAULT_OPSET, dynamo=False,
     fft_impl: how AFF filters are written in the graph — "dft" (real matmuls, any opset, the default) or
         "torch" (`torch.fft`, which only the dynamo exporter can lower, to the opset-17+ DFT operator).
     verify: run `verify_batch` random images through onnxruntime (CPU) and PyTorch; the report carries the
-        max abs difference and ExportError is raised when it exceeds `atol` (the file is kept for inspection).
+        max abs difference and ExportError is raised when it exceeds `atol` (`path` is then left as it was
+        and the graph is kept beside it as `<name>.rejected.onnx` for inspection).
     Raises ExportError, naming the operator or reason, when the model cannot be exported.
     """
     onnx = require("onnx")
@@ -154,7 +156,30 @@ def export_onnx(model, path, input_size=None, opset=DEFAULT_OPSET, dynamo=False,
     name = getattr(model, "model_name", type(model).__name__)
     input_size = list(input_size) if input_size is not None else model_input_size(model)
     model = model.float().cpu().eval()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
+    # Export into a temp file beside the target and rename it only once it is complete and verified: a killed
+    # or failed export never leaves a truncated file over a good one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=".onnx")
+    os.close(fd)
+    try:
+        report = _export_verified(onnx, model, name, Path(tmp), input_size, opset, dynamo, fft_impl, verify,
+                                  verify_batch, atol, metadata)
+        if not report.ok:
+            rejected = path.with_name(f"{path.stem}.rejected.onnx")
+            os.replace(tmp, rejected)
+            raise ExportError(f"{name}: onnxruntime differs from PyTorch by {report.max_abs_diff:.3g} "
+                              f"(> {atol:g}) at batch {verify_batch}; {path} was not written, the graph is kept "
+                              f"for inspection as {rejected}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    report.path = str(path)
+    return report
+
+
+def _export_verified(onnx, model, name, path, input_size, opset, dynamo, fft_impl, verify, verify_batch, atol,
+                     metadata):
     example = torch.randn(1, *input_size)
     start = time.perf_counter()
     try:
@@ -178,9 +203,6 @@ def export_onnx(model, path, input_size=None, opset=DEFAULT_OPSET, dynamo=False,
     if verify:
         report.verify_batch = verify_batch
         report.max_abs_diff = max_abs_diff(model, path, batch=verify_batch, input_size=input_size)
-        if not report.ok:
-            raise ExportError(f"{name}: onnxruntime differs from PyTorch by {report.max_abs_diff:.3g} "
-                              f"(> {atol:g}) at batch {verify_batch}; the file {path} is kept for inspection")
     return report
 
 

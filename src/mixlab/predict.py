@@ -34,18 +34,21 @@ def expand_paths(paths):
 
 
 def read_image(path, input_size):
-    """Image file → float tensor [C, H, W] in [0, 1] at the model's input size (C ∈ {1, 3})."""
+    """Image file → float tensor [C, H, W] in [0, 1] at the model's input size (C ∈ {1, 3}).
+
+    Decoded as the training folders are (`mixlab.data.images.decode`: 16-bit images scaled, not clipped)."""
     from PIL import Image
+
+    from .data.images import decode
     chans, h, w = input_size
     if chans not in _MODES:
         raise ValueError(f"cannot convert images for a {chans}-channel model (only 1 or 3)")
-    with Image.open(path) as img:
-        img = img.convert(_MODES[chans])
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    arr, _ = decode(path, chans)
+    if arr.shape[1:] != (h, w):
+        img = Image.fromarray(arr[0] if chans == 1 else arr.transpose(1, 2, 0))
+        resized = np.asarray(img.resize((w, h), Image.BILINEAR))
+        arr = resized[None] if chans == 1 else resized.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) / 255.0)
 
 
 def _why_unreadable(err):
@@ -65,9 +68,13 @@ def _normaliser(data_config, chans):
         raise ValueError("the run's config.json has no mean/std, so images cannot be normalised as in training")
     as_vec = lambda v: torch.as_tensor(v, dtype=torch.float32).flatten().expand(chans).reshape(chans, 1, 1)
     try:
-        return as_vec(mean), as_vec(std)
-    except RuntimeError:
-        raise ValueError(f"mean/std {mean}/{std} do not fit a {chans}-channel model") from None
+        mean, std = as_vec(mean), as_vec(std)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"the run's mean/std {data_config.get('mean')}/{data_config.get('std')} do not fit a "
+                         f"{chans}-channel model") from None
+    if not bool((std > 0).all()):
+        raise ValueError(f"the run's std {data_config.get('std')} must be positive")
+    return mean, std
 
 
 def predict_files(model, paths, top_k=5, batch_size=64):

@@ -1,6 +1,7 @@
 """Bench output: environment record, terminal table, JSON / CSV files and PNG plots (matplotlib, Agg)."""
 import csv
 import datetime
+import io
 import json
 import os
 import platform
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .. import fileio
 from ..fileio import pyplot, save_figure
 from .flops import __doc__ as FLOP_CONVENTION
 from .memory import METHOD as MEMORY_METHOD
@@ -98,18 +100,17 @@ def format_exponents(exps):
 
 
 def write_json(path, meta, rows, **extra):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump({"meta": meta, "rows": rows, **extra}, f, indent=2)
+    """Rows and environment as one JSON file, written atomically (a killed bench never truncates it)."""
+    fileio.write_json(path, {"meta": meta, "rows": rows, **extra})
 
 
 def write_csv(path, rows):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    fileio.write_text(path, buf.getvalue())
 
 
 def load_accuracy(path, dataset=None):
@@ -154,7 +155,7 @@ def plot_sweep(rows, out_dir):
     """Throughput, memory and FLOPs vs tokens (log-log), one line per family; returns the PNG paths."""
     plt = pyplot()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fileio.ensure_folder(out_dir)
     panels = {"throughput_vs_tokens.png": [("train_throughput", "train img/s"), ("infer_throughput", "inference img/s")],
               "memory_vs_tokens.png": [("train_memory_mb", "train peak MiB"), ("infer_memory_mb", "inference peak MiB")],
               "flops_vs_tokens.png": [("flops_fwd", "forward FLOPs / image"), ("flops_fwd_mixer", "mixer FLOPs / image")]}

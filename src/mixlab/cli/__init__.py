@@ -12,6 +12,39 @@ _MODULES = {"models": "models", "train": "train", "eval": "train", "demo": "demo
             "reproduce": "reproduce", "export": "export", "predict": "export"}
 
 
+def positive_int(text):
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer ≥ 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def json_object(text):
+    """argparse type: a JSON object (model kwargs)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"depth\": 6}}', got {text!r}")
+    return value
+
+
 def parse_overrides(items):
     """`--set KEY=VALUE` items → {key: value}; a value is read as JSON (numbers, true/false, lists) or else
     kept as a string."""
@@ -27,9 +60,16 @@ def parse_overrides(items):
     return out
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to look, not the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mixlab", description="Vision token mixers: models, training, "
-                                     "benchmarks and paper reproduction.")
+    parser = OneLineParser(prog="mixlab", description="Vision token mixers: models, training, "
+                           "benchmarks and paper reproduction.")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"mixlab {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -59,13 +99,24 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # Bad input is the user's to fix: one line, no traceback (MIXLAB_DEBUG=1 shows it).
+    except Exception as e:   # noqa: BLE001 (the CLI's last line: no traceback reaches a user)
         import os
         if os.environ.get("MIXLAB_DEBUG"):
             raise
-        print(f"mixlab {args.verb}: error: {e}", file=sys.stderr)
+        print(f"mixlab {args.verb}: error: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+def one_line(err):
+    """A user-facing line for an exception. mixlab's own errors (ValueError, FileNotFoundError, OSError such as
+    a full disk, RuntimeError such as a diverged run) carry their message; anything else is a bug and says so."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, (ValueError, OSError, RuntimeError)) and not isinstance(err, NotImplementedError):
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+            text = f"{err.filename}: {text}"
+        return text[:500]
+    return (f"internal error ({type(err).__name__}: {text[:300]}); please report it with the command, and run "
+            f"with MIXLAB_DEBUG=1 for the traceback")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,12 @@ def add_parser(sub):
 def run(args):
     from ..bench import BenchConfig, run_bench, run_sweep
     from ..bench import report
+    from ..fileio import check_writable, ensure_folder
+    for path in (args.json, args.csv):   # refuse a bad output path before minutes of measuring, not after
+        if path:
+            check_writable(path)
+    if args.plot_dir:
+        check_writable(ensure_folder(args.plot_dir) / "bench.png")
     cfg = BenchConfig(device=args.device, batch_size=args.batch_size, precision=args.precision,
                       channels_last=args.channels_last, compile=args.compile, warmup=args.warmup,
                       repeats=args.repeats, img_size=args.img_size or None, threads=args.threads,

@@ -1,13 +1,16 @@
 """`mixlab models`: every registered model with its parameter count at a given input size."""
 
 
+from . import nonnegative_int, positive_int
+
+
 def add_parser(sub):
     p = sub.add_parser("models", help="list models with parameter counts")
     p.add_argument("pattern", nargs="?", default=None, help="shell glob, e.g. 'vit_*'")
     p.add_argument("--paper", action="store_true", help="only the faithful *_paper configs")
-    p.add_argument("--img-size", type=int, default=None, help="input size (default: each model's native)")
-    p.add_argument("--in-chans", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--img-size", type=positive_int, default=None, help="input size (default: each model's native)")
+    p.add_argument("--in-chans", type=positive_int, default=3)
+    p.add_argument("--num-classes", type=nonnegative_int, default=10, help="0: pooled features, no classifier")
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,8 @@
 """`mixlab train` (train a model, or --resume a run) and `mixlab eval` (score a run's checkpoint)."""
-import json
+from . import json_object, nonnegative_int, parse_overrides, positive_int
 
-from . import parse_overrides
+
+from ..train.recipes import PRECISIONS
 
 
 def add_parser(sub):
@@ -10,17 +11,24 @@ def add_parser(sub):
     p.add_argument("--data", help="mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg, synthetic[:spec] or a folder")
     p.add_argument("--recipe", default="auto", help="auto | paper | dianet | mixlab | path/to/recipe.json "
                    "(auto: paper for *_paper models, dianet for ResNets, mixlab otherwise)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--batch-size", type=int, default=None, help="global batch, split over DDP ranks; default: the recipe's")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="global batch, split over DDP ranks; default: the recipe's")
     p.add_argument("--lr", type=float, default=None, help="default: the recipe's (scaled with the batch if it says so)")
-    p.add_argument("--subset", type=int, default=None, help="train on a stratified N-image subset, test on at most N")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="fp32 (TF32 off) | bf16 | fp16 (with a gradient scaler); default: the recipe's "
+                        "(paper, dianet: fp32; mixlab: bf16)")
+    p.add_argument("--subset", type=positive_int, default=None,
+                   help="train on a stratified N-image subset, test on at most N")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last complete epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (finished or not); without it such a run is refused")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--data-dir", default=None, help="where datasets live (default: $MIXLAB_DATA, ~/.cache/mixlab, ...)")
-    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+    p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
                    help='model overrides, e.g. \'{"depth": 6, "drop_rate": 0.1}\'')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe key, e.g. --set ema_decay=0.999 --set test_augment=true")
@@ -31,7 +39,7 @@ def add_parser(sub):
     e.add_argument("--data", default=None, help="dataset (default: the one the run trained on)")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.add_argument("--weights", default="best", help="best (default) | last | a file name in the run directory")
-    e.add_argument("--subset", type=int, default=None, help="at most N images of the split")
+    e.add_argument("--subset", type=positive_int, default=None, help="at most N images of the split")
     e.add_argument("--device", default="auto")
     e.add_argument("--data-dir", default=None)
     e.set_defaults(func=run_eval)
@@ -39,12 +47,14 @@ def add_parser(sub):
 
 def run_train(args):
     from ..train import TrainConfig, train
-    if not isinstance(args.model_kwargs, dict):
-        raise ValueError("--model-kwargs must be a JSON object")
+    overrides = parse_overrides(args.set)
+    if args.precision:
+        overrides["precision"] = args.precision
     config = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
-                         out=args.out, resume=args.resume, compile=args.compile, seed=args.seed,
-                         data_dir=args.data_dir, model_kwargs=args.model_kwargs, overrides=parse_overrides(args.set))
+                         out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
+                         seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
+                         overrides=overrides)
     s = train(config)
     if s is None:
         return 0
@@ -53,6 +63,8 @@ def run_train(args):
           f"{'best':>7} {'seconds':>8}")
     print(f"{s['model']:<20} {s['dataset']:<14} {s['recipe']:<8} {s['epochs']:>6} {s['params']:>11,} "
           f"{s['test_top1']:>10.2f} {best:>7} {s['train_seconds']:>8.1f}")
+    if s.get("collapsed"):
+        print(f"WARNING: the run collapsed: {s['collapse_reason']}")
     return 0 if s.get("completed") else 1
 
 

@@ -11,8 +11,8 @@ import math
 from .tables import DATASET_LABELS, TABLES, lookup_published, paper_dataset
 
 INVESTIGATE = 1.5   # points; the issue asks for an explanation beyond this gap
-ROW_KEYS = ("model", "dataset", "recipe", "epochs", "seeds", "top1_mean", "top1_std", "published", "params",
-            "train_seconds", "device")
+ROW_KEYS = ("model", "dataset", "recipe", "precision", "epochs", "seeds", "top1_mean", "top1_std", "published",
+            "params", "train_seconds", "device", "collapsed")
 
 
 def mean_std(values):
@@ -41,6 +41,8 @@ def build_row(table, model, dataset, recipe, summaries, published, recipe_epochs
         raise ValueError(f"{what}: no completed runs to aggregate")
     epochs = _one(summaries, "epochs", what)
     subset = _one(summaries, "subset", what)
+    precision = _one(summaries, "precision", what)
+    collapsed = [s.get("seed") for s in summaries if s.get("collapsed")]
     final = [s["test_top1"] for s in summaries]
     mean, std = mean_std(final)
     best_mean, _ = mean_std([s.get("best_test_top1", s["test_top1"]) for s in summaries])
@@ -49,12 +51,16 @@ def build_row(table, model, dataset, recipe, summaries, published, recipe_epochs
     pub = target["top1"] if target else None
     lossy = bool(any(s.get("lossy") for s in summaries)) or paper_dataset(dataset) != dataset
     return {
-        "model": model, "dataset": dataset, "recipe": recipe, "epochs": epochs, "seeds": len(summaries),
+        "model": model, "dataset": dataset, "recipe": recipe, "precision": precision, "epochs": epochs,
+        "seeds": len(summaries),
         "top1_mean": round(mean, 4), "top1_std": None if std is None else round(std, 4),
         "published": pub, "params": summaries[0].get("params"),
         "train_seconds": round(sum(seconds) / len(seconds), 2),
         "device": ", ".join(sorted({str(s.get("device")) for s in summaries})),
+        "collapsed": bool(collapsed),
         # extra fields
+        "collapsed_seeds": collapsed,
+        "collapse_reasons": [s.get("collapse_reason") for s in summaries if s.get("collapsed")],
         "paper_dataset": paper_dataset(dataset), "lossy": lossy,
         "diff": None if pub is None else round(mean - pub, 4),
         "investigate": pub is not None and abs(mean - pub) > INVESTIGATE,
@@ -109,11 +115,12 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
             recipes += " with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(overrides.items()))
         lines += [f"Recipe {recipes}; ours = final-epoch test top-1 (%), mean ± sample std over seeds; "
                   "diff = ours − published (points).", ""]
-        lines += ["| model | dataset | epochs | seeds | ours top-1 | published | diff | best-epoch | params "
-                  "| s/run | device | other reported |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| model | dataset | precision | epochs | seeds | ours top-1 | published | diff | best-epoch "
+                  "| params | s/run | device | other reported |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours = _fmt(r["top1_mean"]) + ("" if r["top1_std"] is None else f" ± {r['top1_std']:.2f}")
+        ours += " ↯" if r.get("collapsed") else ""
         epochs = f"{r['epochs']}" + (f" of {r['recipe_epochs']} ‡" if r["budget"] else "")
         if r["subset"]:
             epochs += f" (subset {r['subset']})"
@@ -121,7 +128,8 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         context = "; ".join(f"{DATASET_LABELS.get(c['dataset'], c['dataset'])} {c['top1']:.2f} ({c['note']})"
                             for c in r["context"]) or ""
         params = f"{r['params']:,}" if isinstance(r["params"], int) else "n/a"
-        lines.append(f"| {r['model']} | {_dataset_cell(r)} | {epochs} | {r['seeds']} | {ours} | "
+        lines.append(f"| {r['model']} | {_dataset_cell(r)} | {r.get('precision') or 'n/a'} | {epochs} | "
+                     f"{r['seeds']} | {ours} | "
                      f"{_fmt(r['published'])} | {diff} | {_fmt(r['best_top1_mean'])} | {params} | "
                      f"{r['train_seconds']:.1f} | {r['device']} | {context} |")
     notes = []
@@ -130,6 +138,10 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
                      "CIFAR-10, but not the same images.")
     if any(r["budget"] for r in rows):
         notes.append("‡ shorter than the recipe's schedule (`--epochs` budget): not the paper's setting.")
+    for r in rows:
+        if r.get("collapsed"):
+            notes.append(f"↯ {r['model']} on {r['dataset']} collapsed (seed(s) "
+                         f"{', '.join(map(str, r['collapsed_seeds']))}): {r['collapse_reasons'][0]}")
     if any(r["investigate"] for r in rows):
         notes.append(f"⚠ differs from the published number by more than {INVESTIGATE} points.")
     for note in dict.fromkeys(r["published_note"] for r in rows if r["published_note"]):

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..registry import list_models
+from ..rundir import RunDir
 from .report import build_row, check_claims, render_markdown
 from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
 
-SUMMARY, STATE = "summary.json", "trainer_state.pt"
 
 
 @dataclass
@@ -73,15 +73,9 @@ def scaled_milestones(milestones, epochs, recipe_epochs):
 
 
 def run_status(path):
-    """done (a completed summary), partial (a checkpoint to resume) or new."""
-    summary = path / SUMMARY
-    if summary.exists():
-        try:
-            if json.loads(summary.read_text()).get("completed"):
-                return "done"
-        except (OSError, json.JSONDecodeError):
-            pass
-    return "partial" if (path / STATE).exists() or (path / "config.json").exists() else "new"
+    """done (a finished run), partial (a run to resume), new (nothing there yet) or foreign (not a run)."""
+    return {"missing": "new", "empty": "new", "partial": "partial", "finished": "done",
+            "foreign": "foreign"}[RunDir(path).status()]
 
 
 def model_recipe(table, model, recipe, epochs, load_recipe, extra=None):
@@ -92,14 +86,13 @@ def model_recipe(table, model, recipe, epochs, load_recipe, extra=None):
     """
     spec = get_table(table)
     base = load_recipe(recipe)
-    own = dict(spec.model_overrides.get(model, {})) if base["name"] == spec.recipe else {}
-    recipe_epochs = int(own.pop("epochs", base["epochs"]))
+    own = dict(spec.model_overrides.get(model, {})) if base.name == spec.recipe else {}
+    recipe_epochs = int(own.pop("epochs", base.epochs))
     run_epochs = int(epochs) if epochs is not None else recipe_epochs
     if run_epochs < 1:
         raise ValueError(f"--epochs must be positive, got {run_epochs}")
-    if base.get("schedule") == "multistep":
-        own["milestones"] = scaled_milestones(own.get("milestones", base.get("milestones")), run_epochs,
-                                              recipe_epochs)
+    if base.schedule == "multistep":
+        own["milestones"] = scaled_milestones(own.get("milestones", base.milestones), run_epochs, recipe_epochs)
     own.update(extra or {})
     return run_epochs, own, recipe_epochs
 
@@ -123,11 +116,9 @@ def _check_done(run, summary, recipe_name, subset):
     for key, want in (("epochs", run.epochs), ("recipe", recipe_name), ("subset", subset), ("seed", run.seed)):
         if summary.get(key) != want:
             return f"{run.path} was trained with {key}={summary.get(key)!r}, not {want!r}"
-    config = run.path / "config.json"
-    if config.exists():
-        had = json.loads(config.read_text()).get("train", {}).get("overrides")
-        if had is not None and json.dumps(had, sort_keys=True) != json.dumps(run.overrides, sort_keys=True):
-            return f"{run.path} was trained with recipe overrides {had}, not {run.overrides}"
+    had = RunDir(run.path).read_config(need=("train",))["train"].get("overrides")
+    if had is not None and json.dumps(had, sort_keys=True) != json.dumps(run.overrides, sort_keys=True):
+        return f"{run.path} was trained with recipe overrides {had}, not {run.overrides}"
     return None
 
 
@@ -140,8 +131,13 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
     started = 0
     for run in runs:
         summary = None
+        if run.status == "foreign":
+            failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed,
+                           "error": f"{RunDir(run.path).describe()}; move it away or pass another --out"})
+            log(f"    skipped: {failed[-1]['error']}")
+            continue
         if run.status == "done":
-            summary = json.loads((run.path / SUMMARY).read_text())
+            summary = RunDir(run.path).read_summary()
             mismatch = _check_done(run, summary, recipe_name, subset)
             if mismatch and mismatch.startswith(f"{run.path} was trained with epochs=") and \
                     summary.get("epochs", 0) < run.epochs:
@@ -184,12 +180,9 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
 
     spec = get_table(table)
     recipe = recipe or spec.recipe
-    base = load_recipe(recipe)   # unknown recipe or override key: one clear line before anything runs
-    recipe_name, overrides = base["name"], dict(overrides or {})
-    unknown = sorted(set(overrides) - set(base))
-    if unknown:
-        raise ValueError(f"unknown recipe key(s) {', '.join(unknown)} for --set; {recipe_name} has "
-                         f"{', '.join(sorted(base))}")
+    base = load_recipe(recipe)   # unknown recipe or override key/value: one clear line before anything runs
+    recipe_name, overrides = base.name, dict(overrides or {})
+    base.replace(where="--set", **overrides)
     models = select(spec.models, models, "model")
     missing = [m for m in models if m not in list_models()]
     if missing:
