@@ -100,8 +100,8 @@ def atomic_write(path, write_fn, suffix=""):
         raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {_reason(e)}") from None
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
         write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())   # after writing: some writers (safetensors) replace the file
         os.replace(tmp, path)
     except BaseException as e:
         try:

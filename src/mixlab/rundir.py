@@ -76,8 +76,8 @@ class RunDir:
             return "partial" if set(entries) <= set(RUN_FILES) else "foreign"
         try:
             config = self.read_config()
-        except RunError:
-            return "foreign"
+        except RunError:   # a run whose config.json was damaged: still ours, never overwritten silently
+            return "partial"
         summary = self.read_summary(missing_ok=True, strict=False)
         if summary and summary.get("completed") and summary.get("model") == config["model"]:
             return "finished"
@@ -110,8 +110,8 @@ class RunDir:
         try:
             config = self.read_config()
             what = f"{config['model']}" + (f" on {config.get('dataset')}" if config.get("dataset") else "")
-        except RunError:
-            what = "an unreadable config"
+        except RunError as e:
+            what = f"unknown model ({e})"
         if status == "finished":
             summary = self.read_summary(strict=False) or {}
             top1 = summary.get("test_top1")

@@ -44,6 +44,15 @@ def all_reduce_sum(tensor, d):
     return tensor
 
 
+def broadcast_from_main(obj, d):
+    """Rank 0's `obj` (any picklable value) on every rank; `obj` itself when not distributed."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(d):
     if d.enabled:
         dist.barrier()

@@ -27,7 +27,7 @@ from ..checkpoint import model_config
 from ..device import pick_device
 from ..rundir import CONFIG, RunDir, RunError, prepare_for_training
 from . import distributed
-from .config import check, check_resume_matches, default_out, merge_for_resume, resolve
+from .config import DATA_DECIDED, check, check_resume_matches, default_out, merge_for_resume, resolve
 from .ema import ModelEma
 from .evaluate import evaluate
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
@@ -139,6 +139,8 @@ def train(config, log=_log):
 def start_run(config, d, ddp_device, log):
     """Settle the run directory (new, resumed, refused), read the data, build model and optimiser.
 
+    Rank 0 takes the run directory's lock first and only then looks at what is there, so two processes
+    can never both decide to write; its decision (or its refusal) reaches every rank.
     Returns a `Run`, or the summary dict of a finished run that `--resume` was asked to continue with no
     more epochs.
     """
@@ -146,24 +148,24 @@ def start_run(config, d, ddp_device, log):
     if config.resume and config.out and Path(config.out).resolve() != Path(config.resume).resolve():
         raise ValueError(f"--resume {config.resume} continues that run in place; --out must be the same "
                          f"directory or unset")
-    mode = prepare_for_training(out, resume=bool(config.resume), overwrite=config.overwrite, log=log)
-    saved_recipe, state = None, None
-    if mode == "resume":
-        saved = out.read_config(need=("train", "recipe"))
-        check_resume_matches(saved["train"], saved["recipe"], config)
-        config = merge_for_resume(saved["train"], config)
-        saved_recipe = saved["recipe"]
-        summary = out.read_summary(missing_ok=True, strict=False)
-        wanted = config.epochs if config.epochs is not None else saved_recipe.get("epochs")
-        if summary and summary.get("completed") and summary.get("epochs_done", 0) >= (wanted or 0):
-            log(f"{out.path} is already complete ({summary['epochs_done']} epochs); nothing to resume")
-            return summary
-        state = out.read_state()
-    else:
-        config.resume = None
+    decision = None
     if d.is_main:
+        if config.resume and not out.path.exists():
+            raise FileNotFoundError(f"nothing to resume at {out.path}: it does not exist")
         out.acquire()      # held until the run ends; a second process gets a one-line "in use" error
+        try:
+            decision = _decide(out, config, log)
+        except Exception as e:   # noqa: BLE001 (re-raised below on every rank, after the broadcast)
+            decision = e
+    decision = distributed.broadcast_from_main(decision, d)
     try:
+        if isinstance(decision, BaseException):
+            raise decision
+        mode, config, saved_recipe, finished = decision
+        if finished is not None:
+            out.release()
+            return finished
+        state = out.read_state() if mode == "resume" else None
         if d.is_main and mode == "overwrite":
             out.clear()
         distributed.barrier(d)
@@ -173,9 +175,43 @@ def start_run(config, d, ddp_device, log):
         raise
 
 
+def _decide(out, config, log):
+    """(mode, config, saved recipe, finished summary or None) for this run directory."""
+    mode = prepare_for_training(out, resume=bool(config.resume), overwrite=config.overwrite, log=log)
+    if mode == "resume" or (config.resume and (out / CONFIG).is_file()):
+        saved = out.read_config(need=("train", "recipe"))
+        _check_recorded_model(out, saved)
+        check_resume_matches(saved["train"], saved["recipe"], config)
+        config = merge_for_resume(saved["train"], config)
+        if mode != "resume":   # killed before its first epoch: the same run, from scratch
+            config.resume = None
+            return mode, config, None, None
+        summary = out.read_summary(missing_ok=True, strict=False)
+        wanted = config.epochs if config.epochs is not None else saved["recipe"].get("epochs")
+        if summary and summary.get("completed") and summary.get("epochs_done", 0) >= (wanted or 0):
+            log(f"{out.path} is already complete ({summary['epochs_done']} epochs); nothing to resume")
+            return mode, config, None, summary
+        return mode, config, saved["recipe"], None
+    if config.resume and not config.model:
+        raise RunError(f"nothing to resume in {out.path}: it holds no run yet; give --model and --data to start one")
+    config.resume = None
+    return mode, config, None, None
+
+
+def _check_recorded_model(out, saved):
+    """config.json's model part must agree with its training part (a hand edit of one would be ignored)."""
+    train = saved["train"]
+    recorded = {k: v for k, v in saved.get("model_kwargs", {}).items() if k not in DATA_DECIDED}
+    asked = train.get("model_kwargs") or {}
+    if saved["model"] != train.get("model") or json.dumps(recorded, sort_keys=True) != json.dumps(asked, sort_keys=True):
+        raise RunError(f"{out / CONFIG}: its model ({saved['model']}, {json.dumps(recorded)}) disagrees with the "
+                       f"model it was trained as ({train.get('model')}, {json.dumps(asked)}); was it edited?")
+
+
 def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     from ..data import DeviceLoader, load_dataset
 
+    config.out = str(out.path)
     train_ds = load_dataset(config.data, split="train", data_dir=config.data_dir, subset=config.subset,
                             seed=config.seed)
     test_ds = load_dataset(config.data, split="test", data_dir=config.data_dir, subset=config.subset,
@@ -355,7 +391,7 @@ def commit_epoch(run, row):
     best_now = row["test_top1"] > h["best_top1"]
     if best_now:
         h["best_top1"], h["best_epoch"] = row["test_top1"], row["epoch"]
-    collapse = collapse_status(h["rows"], run.train_ds.num_classes)
+    collapse = collapse_status(h["rows"], run.train_ds.num_classes, steps_done=len(h["step_loss"]))
     if collapse and not h["collapse"]:
         run.log(f"WARNING: {run.config.model} collapsed: {collapse}")
     h["collapse"] = h["collapse"] or collapse

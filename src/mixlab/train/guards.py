@@ -7,8 +7,10 @@ checkpoint the message names holds the last finite weights.
 Collapse (the H100 failure of the paper ViT under bf16: it trained, then fell to 10 % and stayed there):
     fell:  the best test top-1 so far was clearly above chance (≥ chance + max(5, chance) points) and the
            latest is at chance (≤ chance + max(1, chance / 5) points), or
-    stuck: the training loss of the last two epochs is within 2 % of ln(K), the loss of a uniform
-           prediction over K classes (with or without label smoothing), and the test top-1 is at chance.
+    stuck: after at least `MIN_STEPS` optimiser steps (a smoke run of a few steps has not started, it has not
+           collapsed), the training loss of the last two epochs is within 2 % of ln(K), the loss of a
+           uniform prediction over K classes (with or without label smoothing), and the test top-1 is at
+           chance.
 """
 import math
 
@@ -29,7 +31,10 @@ def nonfinite_parameters(model):
     return next(n for n, p in params if not bool(torch.isfinite(p.detach()).all()))
 
 
-def collapse_status(rows, num_classes):
+MIN_STEPS = 200
+
+
+def collapse_status(rows, num_classes, steps_done=None):
     """A one-line reason when the epochs so far (`rows` of metrics) show a collapse, else None."""
     if not rows or num_classes < 2:
         return None
@@ -44,7 +49,8 @@ def collapse_status(rows, num_classes):
                 f"{tops.index(best) + 1}")
     ln_k = math.log(num_classes)
     recent = [r["train_loss"] for r in rows[-2:]]
-    if len(recent) == 2 and all(abs(v - ln_k) <= 0.02 * ln_k for v in recent):
+    enough = steps_done is None or steps_done >= MIN_STEPS
+    if enough and len(recent) == 2 and all(abs(v - ln_k) <= 0.02 * ln_k for v in recent):
         return (f"the training loss sits at ln({num_classes}) = {ln_k:.3f} (last two epochs "
                 f"{recent[0]:.3f}, {recent[1]:.3f}) and test top-1 is {last:.2f}% (chance {chance:.2f}%)")
     return None
