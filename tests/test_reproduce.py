@@ -275,6 +275,9 @@ def test_cli_end_to_end_on_a_fashion_mnist_subset(tmp_path, capsys):
     for r in rows:
         assert r["epochs"] == 1 and r["subset"] == 200 and r["device"] == "cpu" and 0 <= r["top1_mean"] <= 100
         assert r["params"] > 0 and r["published"] is None          # no published Fashion-MNIST numbers
+        assert r["precision"] == "fp32" and r["collapsed"] is False
+        assert r["augmentation"] == "random crop (pad 4) + horizontal flip"
+    assert "training augmentation: Fashion-MNIST: random crop (pad 4) + horizontal flip" in out
     assert main(args + ["--dry-run"]) == 0
     assert "0 to train (0 epochs), 0 to resume, 2 done" in capsys.readouterr().out
 
@@ -311,3 +314,20 @@ def test_accuracy_vs_cost_plot(tmp_path):
     assert {r["model"]: r["cost"] for r in saved["rows"]} == {"mixer_paper": 0.1, "ninformer_paper": 0.2}
     gflops, unit = cost_of("mixer_paper", "mnist")        # the real counter: a paper-size model is sub-GFLOP
     assert 0.01 < gflops < 1.0 and unit in ("forward GFLOPs / image", "M params")
+
+
+def test_digits_are_not_flipped_and_a_collapsed_seed_is_marked(tmp_path):
+    runs = plan("ninformer", tmp_path, [("mnist", "mnist"), ("fashion-mnist", "fashion-mnist")], ("vit_paper",), 1,
+                "paper", None, fake_load_recipe)
+    assert [(r.dataset, r.overrides) for r in runs] == [("mnist", {"flip": False}), ("fashion-mnist", {})]
+    # the user's --set wins over the table's per-dataset choice
+    runs = plan("ninformer", tmp_path, [("mnist", "mnist")], ("vit_paper",), 1, "paper", None, fake_load_recipe,
+                extra={"flip": True})
+    assert runs[0].overrides == {"flip": True}
+    bad = dict(summary("vit_paper", "cifar10-jpeg", 10.0, seed=1), collapsed=True,
+               collapse_reason="test top-1 fell to 10.00% (chance is 10.00%) after reaching 45.00% at epoch 30")
+    row = build_row("activator", "vit_paper", "cifar10-jpeg", "paper",
+                    [summary("vit_paper", "cifar10-jpeg", 60.0), bad], PUBLISHED)
+    assert row["collapsed"] and row["collapsed_seeds"] == [1]
+    text = render_markdown("activator", [row])
+    assert "↯" in text and "collapsed (seed(s) 1): test top-1 fell to 10.00%" in text

@@ -166,11 +166,11 @@ def test_ema_run_evaluates_and_saves_the_average(tmp_path):
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import mixlab.train.engine as engine
+    import mixlab.train.tasks as tasks
     train(tiny_config(tmp_path, epochs=1))
     good = (tmp_path / "run" / "last.safetensors").read_bytes()
     calls = {"n": 0}
-    real = engine.F.cross_entropy
+    real = tasks.F.cross_entropy
 
     class PoisonedF:
         @staticmethod
@@ -179,7 +179,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
             loss = real(*a, **k)
             return loss * float("inf") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(engine, "F", PoisonedF)
+    monkeypatch.setattr(tasks, "F", PoisonedF)
     with pytest.raises(TrainingDiverged) as err:
         train(tiny_config(tmp_path, epochs=2, out=None, resume=str(tmp_path / "run")))
     msg = str(err.value)
@@ -263,3 +263,33 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path):
         wa, wb = load_file(str(tmp_path / "a" / name)), load_file(str(tmp_path / "b" / name))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (tmp_path / "a" / "steps.csv").read_text() == (tmp_path / "b" / "steps.csv").read_text()
+
+
+# --- no silent collapse -----------------------------------------------------------------------------------
+def test_a_run_that_falls_to_chance_is_flagged_loudly(tmp_path, capsys):
+    """A deliberately too-large learning rate: ×100 at epoch 3 of a run that had reached 84 % on 4 classes."""
+    s = train(tiny_config(tmp_path, epochs=4, lr=3e-3,
+                          overrides={"schedule": "multistep", "milestones": [3], "gamma": 100.0}))
+    rows = read_metrics(tmp_path / "run")
+    assert float(rows[2]["test_top1"]) > 70.0 and float(rows[3]["test_top1"]) <= 26.0   # learned, then chance
+    assert s["completed"] and s["collapsed"] and s["collapse_reason"].startswith("test top-1 fell to")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["collapsed"] is True
+    warnings = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("WARNING")]
+    assert len(warnings) == 1 and "mixer_paper collapsed: test top-1 fell to" in warnings[0]
+
+
+def test_collapse_rules():
+    from mixlab.train.guards import collapse_status
+
+    def rows(*pairs):
+        return [{"train_loss": loss, "test_top1": top1} for loss, top1 in pairs]
+
+    ln4 = math.log(4)
+    assert collapse_status(rows((1.0, 60.0), (0.8, 70.0)), 4) is None                  # learning
+    assert "fell to 25.00%" in collapse_status(rows((0.9, 60.0), (3.0, 25.0)), 4)      # learned, then chance
+    assert collapse_status(rows((0.9, 28.0), (1.3, 25.5)), 4) is None                  # never clearly above chance
+    stuck = rows((ln4, 25.0), (ln4 * 1.01, 25.5))
+    assert "sits at ln(4)" in collapse_status(stuck, 4, steps_done=500)
+    assert collapse_status(stuck, 4, steps_done=20) is None                              # a smoke run has not started
+    assert collapse_status(rows((4.6, 1.0), (4.59, 1.2)), 100, steps_done=1000).startswith("the training loss")
+    assert collapse_status(rows((1.0, 9.0), (0.9, 31.0)), 10) is None                   # 10 classes, above chance

@@ -6,19 +6,16 @@ FLOPs come from `mixlab.bench.flops.model_flops` (FlopCounterMode + FFT/attentio
 """
 from pathlib import Path
 
+from ..data.spec import get_spec
 from ..fileio import pyplot, save_figure
 from .tables import DATASET_LABELS
-
-INPUT_SIZES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
-               "cifar10-jpeg": (3, 32, 32), "cifar100": (3, 32, 32)}
-NUM_CLASSES = {"cifar100": 100}
-
 
 def cost_of(model, dataset):
     """(forward GFLOPs per image, 'GFLOPs') or (parameters in millions, 'M params') without the bench module."""
     from .. import create_model
-    c, h, w = INPUT_SIZES.get(dataset, (3, 32, 32))
-    net = create_model(model, num_classes=NUM_CLASSES.get(dataset, 10), in_chans=c, img_size=h)
+    spec = get_spec(dataset)
+    c, h, w = spec.image_size if spec else (3, 32, 32)
+    net = create_model(model, num_classes=spec.num_classes if spec else 10, in_chans=c, img_size=h)
     try:
         from ..bench.flops import model_flops
     except ImportError:

@@ -42,6 +42,7 @@ def build_row(table, model, dataset, recipe, summaries, published, recipe_epochs
     epochs = _one(summaries, "epochs", what)
     subset = _one(summaries, "subset", what)
     precision = _one(summaries, "precision", what)
+    augmentation = _one(summaries, "augmentation", what)
     collapsed = [s.get("seed") for s in summaries if s.get("collapsed")]
     final = [s["test_top1"] for s in summaries]
     mean, std = mean_std(final)
@@ -51,7 +52,8 @@ def build_row(table, model, dataset, recipe, summaries, published, recipe_epochs
     pub = target["top1"] if target else None
     lossy = bool(any(s.get("lossy") for s in summaries)) or paper_dataset(dataset) != dataset
     return {
-        "model": model, "dataset": dataset, "recipe": recipe, "precision": precision, "epochs": epochs,
+        "model": model, "dataset": dataset, "recipe": recipe, "precision": precision, "augmentation": augmentation,
+        "epochs": epochs,
         "seeds": len(summaries),
         "top1_mean": round(mean, 4), "top1_std": None if std is None else round(std, 4),
         "published": pub, "params": summaries[0].get("params"),
@@ -133,6 +135,11 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
                      f"{_fmt(r['published'])} | {diff} | {_fmt(r['best_top1_mean'])} | {params} | "
                      f"{r['train_seconds']:.1f} | {r['device']} | {context} |")
     notes = []
+    augmentations = {}
+    for r in rows:
+        augmentations.setdefault(DATASET_LABELS.get(r["dataset"], r["dataset"]), r.get("augmentation"))
+    if any(augmentations.values()):
+        notes.append("training augmentation: " + "; ".join(f"{d}: {a}" for d, a in augmentations.items() if a))
     if any(r["lossy"] for r in rows):
         notes.append("† lossy JPEG copy of CIFAR-10 (quality 75, 4:2:0 chroma): compared with the paper's "
                      "CIFAR-10, but not the same images.")

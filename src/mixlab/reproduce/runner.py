@@ -28,6 +28,18 @@ class PlannedRun:
     status: str = "new"   # new | partial | done
 
 
+def augmentation_of(rundir):
+    """The training (and, if any, test-time) augmentation a run's recorded recipe applied, in words."""
+    try:
+        recipe = rundir.read_config(need=("recipe",))["recipe"]
+    except ValueError:
+        return None
+    parts = ([f"random crop (pad {recipe.get('crop_padding')})"] if recipe.get("crop_padding") else []) + \
+        (["horizontal flip"] if recipe.get("flip") else [])
+    text = " + ".join(parts) or "none"
+    return text + (" (also on the test images: official quirk)" if recipe.get("test_augment") else "")
+
+
 def default_out(table, recipe, overrides=None):
     """runs/reproduce/<table>, plus -<recipe> when it is not the table's own and -key=value per override."""
     spec = get_table(table)
@@ -97,6 +109,12 @@ def model_recipe(table, model, recipe, epochs, load_recipe, extra=None):
     return run_epochs, own, recipe_epochs
 
 
+def dataset_recipe(table, dataset, recipe, load_recipe):
+    """The table's recipe keys for one of our datasets (under the table's own recipe only)."""
+    spec = get_table(table)
+    return dict(spec.dataset_overrides.get(dataset, {})) if load_recipe(recipe).name == spec.recipe else {}
+
+
 def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra=None):
     """Every run of the table, in order (dataset, model, seed), with its status on disk."""
     if seeds < 1:
@@ -104,7 +122,9 @@ def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra
     runs = []
     for _, ours in datasets:
         for model in models:
-            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe, extra)
+            # the user's --set comes last, over the table's per-dataset and per-model settings
+            extra_here = {**dataset_recipe(table, ours, recipe, load_recipe), **(extra or {})}
+            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe, extra_here)
             for seed in range(seeds):
                 path = Path(out, ours, model, f"seed{seed}")
                 runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path)))
@@ -162,6 +182,7 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                 log(f"    failed: {failed[-1]['error']}")
                 continue
             log(f"    final test top-1 {summary['test_top1']:.2f}%  ({summary.get('train_seconds', 0):.0f} s)")
+        summary = dict(summary, augmentation=augmentation_of(RunDir(run.path)))
         results.setdefault((run.model, run.dataset), []).append(summary)
     return results, failed
 

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ..data.spec import BUILTIN
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -22,7 +24,14 @@ class TableSpec:
     note: str = ""
     # model -> recipe keys that model's paper sets differently ("epochs" included), e.g. WRN's schedule
     model_overrides: dict = field(default_factory=dict)
+    # our dataset -> recipe keys for it (augmentation the dataset's labels do not survive, e.g. flipped digits)
+    dataset_overrides: dict = field(default_factory=dict)
 
+
+# The official NiNformer/Activator scripts are CIFAR-only (crop + flip). A mirrored digit is another glyph
+# (or none), so MNIST keeps the crop and drops the flip; garments are mirror-symmetric classes, so
+# Fashion-MNIST keeps both (docs/models.md, "Augmentation per dataset").
+DIGITS_NO_FLIP = {"mnist": {"flip": False}}
 
 # DIANet's WRN-52-4 settings (papers.md §4, run_code.py): they differ from the ResNet-164 recipe.
 WRN_RECIPE = {"epochs": 200, "milestones": [80, 120, 160], "gamma": 0.2, "weight_decay": 5e-4}
@@ -34,14 +43,16 @@ TABLES = {
         ("mnist", "cifar10", "cifar100", "fashion-mnist"), "paper",
         claims=(("ninformer_paper", "vit_paper"), ("ninformer_paper", "mixer_paper"),
                 ("ninformer_paper", "localvit_paper")),
-        note="The paper trains on MNIST, CIFAR-10 and CIFAR-100; Fashion-MNIST is our addition."),
+        note="The paper trains on MNIST, CIFAR-10 and CIFAR-100; Fashion-MNIST is our addition.",
+        dataset_overrides=DIGITS_NO_FLIP),
     "activator": TableSpec(
         "activator", "Activator (arXiv 2405.15953) vs ViT, MLP-Mixer",
         ("vit_paper", "mixer_paper", "activator_paper", "activator_glu_paper"),
         ("mnist", "cifar10", "cifar100", "fashion-mnist"), "paper",
         claims=(("activator_paper", "vit_paper"), ("activator_paper", "mixer_paper"),
                 ("activator_glu_paper", "vit_paper"), ("activator_glu_paper", "mixer_paper")),
-        note="Fashion-MNIST is our addition. activator_glu_paper is the 'only GEGLU' variant."),
+        note="Fashion-MNIST is our addition. activator_glu_paper is the 'only GEGLU' variant.",
+        dataset_overrides=DIGITS_NO_FLIP),
     "dia": TableSpec(
         "dia", "DIANet (arXiv 1905.10671): ResNet-164 and WRN-52-4 with and without DIA",
         ("resnet164", "dia_resnet164", "wrn52_4", "dia_wrn52_4"),
@@ -71,9 +82,7 @@ DATASET_CANDIDATES = {
 }
 # Our datasets that stand in for a paper's dataset with a loss of fidelity.
 LOSSY_STAND_INS = {"cifar10-jpeg": "cifar10"}
-DATASET_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
-                  "cifar100": "CIFAR-100", "cifar10-jpeg": "CIFAR-10 JPEG",
-                  "imagenet-1k": "ImageNet-1k"}
+DATASET_LABELS = {**{name: spec.label for name, spec in BUILTIN.items()}, "imagenet-1k": "ImageNet-1k"}
 
 
 def get_table(name):

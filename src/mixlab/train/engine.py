@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .. import create_model
 from ..checkpoint import model_config
@@ -29,12 +28,12 @@ from ..rundir import CONFIG, RunDir, RunError, prepare_for_training
 from . import distributed
 from .config import DATA_DECIDED, check, check_resume_matches, default_out, merge_for_resume, resolve
 from .ema import ModelEma
-from .evaluate import evaluate
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
 from .outputs import print_row, write_outputs
 from .precision import Precision
 from .schedule import lr_at
 from .state import rng_state, set_rng_state
+from .tasks import ClassificationTask, task_for
 
 
 def epoch_seed(seed, epoch, rank):
@@ -90,8 +89,9 @@ class Run:
     std: list
     params: int
     log: object
+    task: object = field(default_factory=ClassificationTask)
     start_epoch: int = 0
-    history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_top1": -1.0,
+    history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_value": None,
                                                    "best_epoch": 0, "train_seconds": 0.0, "collapse": None})
 
     @property
@@ -127,8 +127,7 @@ def train(config, log=_log):
             row["seconds"] = time.perf_counter() - t0
             commit_epoch(run, row)
         summary = make_summary(run)
-        log(f"done: test top-1 {summary['test_top1']:.2f}% (best {summary['best_test_top1']:.2f}% at epoch "
-            f"{summary['best_epoch']}) in {summary['train_seconds']:.1f}s; run directory {run.dir.path}")
+        log(f"done: {run.task.done_line(summary)} in {summary['train_seconds']:.1f}s; run directory {run.dir.path}")
         return summary
     finally:
         if run is not None and not isinstance(run, dict):
@@ -228,6 +227,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     precision = Precision(recipe.precision, device)
     precision.apply_global_settings()
 
+    task = task_for(config.model)
     c, h, _ = train_ds.image_size
     mean, std = normalisation(recipe.normalize, train_ds)
     loader = DeviceLoader(train_ds, recipe.batch_size // d.world_size, device, train=True,
@@ -236,8 +236,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
 
     torch.manual_seed(config.seed)
     try:
-        model = create_model(config.model, num_classes=train_ds.num_classes, in_chans=c, img_size=h,
-                             **config.model_kwargs).to(device)
+        model = create_model(config.model, **task.model_kwargs(train_ds), **config.model_kwargs).to(device)
     except (TypeError, ValueError) as e:   # a wrong or ill-typed model keyword
         first = " ".join(str(e).split()) or type(e).__name__
         raise ValueError(f"cannot build {config.model} with model kwargs {json.dumps(config.model_kwargs)} "
@@ -247,7 +246,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     run = Run(config=config, recipe=recipe, dir=out, device=device, dist=d, precision=precision,
               train_ds=train_ds, test_ds=test_ds, loader=loader, model=model, net=model, optimizer=optimizer,
               scaler=precision.grad_scaler(), ema=ema, mean=mean, std=std,
-              params=sum(p.numel() for p in model.parameters()), log=log)
+              params=sum(p.numel() for p in model.parameters()), log=log, task=task)
     if state is not None:
         _restore(run, state)
         log(f"resuming {out.path} after epoch {run.start_epoch}/{recipe.epochs}")
@@ -259,7 +258,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         out.write_json(CONFIG, config_json)
         if state is not None:   # files derived from the last commit may not have been written before the kill
             write_outputs(out, run.eval_model, run.history, make_summary(run),
-                          best_now=run.history["best_epoch"] == run.start_epoch)
+                          best_now=run.history["best_epoch"] == run.start_epoch, fields=task.metric_fields)
 
     if d.enabled:
         run.net = torch.nn.parallel.DistributedDataParallel(
@@ -291,6 +290,8 @@ def _restore(run, state):
         raise RunError(f"{run.dir / 'trainer_state.pt'} does not fit this run's model or optimiser: {first}") from None
     history = dict(state["history"])
     history.setdefault("collapse", None)
+    if "best_top1" in history:   # trainer states written before tasks named the best metric generically
+        history["best_value"] = history.pop("best_top1")
     run.history, run.start_epoch = history, int(state["epoch"])
 
 
@@ -305,8 +306,7 @@ def train_epoch(run, epoch):
     steps = run.steps_per_epoch
     losses = torch.zeros(steps, device=device)
     global_losses = torch.zeros_like(losses)   # rank-averaged, filled in one slice per check
-    correct = torch.zeros((), device=device, dtype=torch.float64)
-    seen, lrs, checked = 0, [], 0
+    totals, lrs, checked = None, [], 0
     bar = tqdm(run.loader.iter_weighted(), total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                file=sys.stderr, leave=False, disable=not (d.is_main and sys.stderr.isatty()))
     for i, (x, y, loss_scale) in enumerate(bar):
@@ -315,18 +315,13 @@ def train_epoch(run, epoch):
         lrs.append(lr)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        with run.precision.autocast():
-            logits = run.net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing,
-                               reduction="sum") * loss_scale
+        loss, stats = run.task.loss(run, x, y, step, loss_scale)
         run.optimizer.zero_grad(set_to_none=True)
         _backward_and_step(run, loss)
         if run.ema is not None:
             run.ema.update(run.model, step)
         losses[i] = loss.detach()
-        if loss_scale:
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+        totals = stats if totals is None else totals + stats
         if (i + 1) % run.config.log_every == 0 or i + 1 == steps:
             # One sync every log_every steps: the steps since the last check, rank-summed, checked for NaN/inf.
             new = distributed.all_reduce_sum(losses[checked:i + 1].clone(), d) / d.world_size
@@ -343,12 +338,10 @@ def train_epoch(run, epoch):
     bad = nonfinite_parameters(run.model) or (run.ema is not None and nonfinite_parameters(run.ema.module))
     if bad:
         _diverged(run, epoch, f"the weights became non-finite ({bad}) in the last steps of epoch {epoch + 1}")
-    totals = distributed.all_reduce_sum(torch.stack([correct, torch.tensor(float(seen), device=device,
-                                                                               dtype=torch.float64)]), d)
+    totals = distributed.all_reduce_sum(totals, d)
     step_loss = global_losses.tolist()
     return {"epoch": epoch + 1, "lr": lrs[-1], "train_loss": sum(step_loss) / len(step_loss),
-            "train_top1": 100.0 * totals[0].item() / max(totals[1].item(), 1),
-            "_step_loss": step_loss, "_step_lr": lrs}
+            **run.task.train_row(totals), "_step_loss": step_loss, "_step_lr": lrs}
 
 
 def _backward_and_step(run, loss):
@@ -368,17 +361,13 @@ def _backward_and_step(run, loss):
 
 
 def evaluate_epoch(run, epoch):
-    """Test loss and top-1 of the evaluated model (EMA if any) at the run's precision."""
-    recipe = run.recipe
-    augment = (recipe.crop_padding, recipe.flip, epoch_seed(run.config.seed, epoch, 0)) \
-        if recipe.test_augment else None
-    result = evaluate(run.eval_model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
-                      run.dist, run.precision, augment)
+    """The task's test metrics of the evaluated model (EMA if any) at the run's precision."""
+    result = run.task.evaluate(run, epoch)
     if run.device.type == "cuda":
         torch.cuda.synchronize()
-    if not torch.isfinite(torch.tensor(result["loss"])):
-        _diverged(run, epoch, f"the test loss became {result['loss']} after epoch {epoch + 1}")
-    return {"test_loss": result["loss"], "test_top1": result["top1"]}
+    if not torch.isfinite(torch.tensor(result["test_loss"])):
+        _diverged(run, epoch, f"the test loss became {result['test_loss']} after epoch {epoch + 1}")
+    return result
 
 
 def commit_epoch(run, row):
@@ -388,20 +377,23 @@ def commit_epoch(run, row):
     h["step_lr"].extend(row.pop("_step_lr"))
     h["rows"].append(row)
     h["train_seconds"] += row["seconds"]
-    best_now = row["test_top1"] > h["best_top1"]
+    value, best = row[run.task.best_metric], h["best_value"]
+    best_now = best is None or (value > best if run.task.higher_is_better else value < best)
     if best_now:
-        h["best_top1"], h["best_epoch"] = row["test_top1"], row["epoch"]
-    collapse = collapse_status(h["rows"], run.train_ds.num_classes, steps_done=len(h["step_loss"]))
-    if collapse and not h["collapse"]:
-        run.log(f"WARNING: {run.config.model} collapsed: {collapse}")
-    h["collapse"] = h["collapse"] or collapse
+        h["best_value"], h["best_epoch"] = value, row["epoch"]
+    if run.task.watch_collapse:
+        collapse = collapse_status(h["rows"], run.train_ds.num_classes, steps_done=len(h["step_loss"]))
+        if collapse and not h["collapse"]:
+            run.log(f"WARNING: {run.config.model} collapsed: {collapse}")
+        h["collapse"] = h["collapse"] or collapse
     if run.is_main:
         run.dir.write_state({
             "epoch": row["epoch"], "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "ema": run.ema.module.state_dict() if run.ema is not None else None,
             "scaler": run.scaler.state_dict() if run.scaler is not None else None, "rng": rng_state(),
             "history": h, "torch": str(torch.__version__)})
-        write_outputs(run.dir, run.eval_model, h, make_summary(run), best_now)
+        write_outputs(run.dir, run.eval_model, h, make_summary(run), best_now, run.task.metric_fields)
+        run.task.after_commit(run, row)
     run.log(print_row(row, run.recipe.epochs))
     distributed.barrier(run.dist)
 
@@ -429,8 +421,7 @@ def make_summary(run):
         "drop_last": recipe.drop_last, "epochs": recipe.epochs, "epochs_done": epochs_done, "seed": config.seed,
         "batch_size": recipe.batch_size, "lr": recipe.lr, "subset": config.subset,
         "train_images": len(run.train_ds), "test_images": len(run.test_ds),
-        "test_top1": last.get("test_top1"), "test_loss": last.get("test_loss"),
-        "best_test_top1": h["best_top1"] if rows else None, "best_epoch": h["best_epoch"],
+        **run.task.summary(run, last, h["best_value"] if rows else None), "best_epoch": h["best_epoch"],
         "collapsed": bool(h.get("collapse")), "collapse_reason": h.get("collapse"),
         "params": run.params, "train_seconds": h["train_seconds"], "device": str(run.device),
         "world_size": run.dist.world_size, "torch": str(torch.__version__), "python": platform.python_version(),

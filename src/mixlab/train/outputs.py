@@ -20,12 +20,12 @@ def _csv_text(fields, rows):
     return buf.getvalue()
 
 
-def write_outputs(rundir, eval_model, history, summary, best_now):
+def write_outputs(rundir, eval_model, history, summary, best_now, fields=METRIC_FIELDS):
     """The derived files of a `RunDir` after a committed epoch."""
     rundir.write_weights(LAST, eval_model)
     if best_now:
         rundir.write_weights(BEST, eval_model)
-    rundir.write_text(METRICS, _csv_text(METRIC_FIELDS, history["rows"]))
+    rundir.write_text(METRICS, _csv_text(fields, history["rows"]))
     steps = [{"step": i + 1, "lr": lr, "loss": loss}
              for i, (lr, loss) in enumerate(zip(history["step_lr"], history["step_loss"]))]
     rundir.write_text(STEPS, _csv_text(("step", "lr", "loss"), steps))
@@ -34,20 +34,24 @@ def write_outputs(rundir, eval_model, history, summary, best_now):
 
 
 def plot_curves(path, rows, title=""):
-    """Loss (train, test) and top-1 (train, test) against epoch, side by side."""
+    """Loss (train, test) and, for classifiers, top-1 (train, test) against epoch, side by side."""
     if not rows:
         return
     from matplotlib.ticker import MaxNLocator
     plt = pyplot()
 
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    accuracy = "test_top1" in rows[0]
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(9 if accuracy else 5, 3.5), squeeze=False)
+    ax_loss = axes[0][0]
     for split in ("train", "test"):
         ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], marker=".", label=split)
-        ax_acc.plot(epochs, [r[f"{split}_top1"] for r in rows], marker=".", label=split)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+        if accuracy:
+            axes[0][1].plot(epochs, [r[f"{split}_top1"] for r in rows], marker=".", label=split)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    if accuracy:
+        axes[0][1].set(xlabel="epoch", ylabel="top-1 (%)", title="accuracy")
+    for ax in axes[0]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
@@ -57,6 +61,7 @@ def plot_curves(path, rows, title=""):
 
 
 def print_row(row, epochs):
-    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f} "
-            f"top-1 {row['train_top1']:6.2f}%  test loss {row['test_loss']:.4f} top-1 {row['test_top1']:6.2f}%  "
-            f"{row['seconds']:.1f}s")
+    train_top1 = f" top-1 {row['train_top1']:6.2f}%" if "train_top1" in row else ""
+    test_top1 = f" top-1 {row['test_top1']:6.2f}%" if "test_top1" in row else ""
+    return (f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.2e}  train loss {row['train_loss']:.4f}"
+            f"{train_top1}  test loss {row['test_loss']:.4f}{test_top1}  {row['seconds']:.1f}s")
