@@ -12,26 +12,20 @@ _MODULES = {"models": "models", "train": "train", "eval": "train", "demo": "demo
             "reproduce": "reproduce", "export": "export", "predict": "export"}
 
 
-def positive_int(text):
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_at_least(low, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what} integer, got {value}")
+        return value
+    return parse
 
 
-def nonnegative_int(text):
-    """argparse type: an integer ≥ 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
+positive_int = _int_at_least(1, "a positive")          # argparse types
+nonnegative_int = _int_at_least(0, "a non-negative")
 
 
 def json_object(text):
