@@ -202,3 +202,24 @@ def test_attention_modules_are_where_the_config_says():
 def test_bad_options_name_the_problem(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CifarResNet(**{"depth": 20, **kwargs})
+
+
+def test_reproduce_table_trains_every_backbone_with_its_official_recipe():
+    from mixlab.reproduce.runner import model_recipe
+    from mixlab.reproduce.tables import TABLES
+    from mixlab.train.recipes import load_recipe
+
+    assert set(NEW) <= set(TABLES["dia"].models)
+    expected = {   # gbup-group/DIANet run_code.py (cifar.py defaults where the command sets nothing)
+        "resnet164": (180, {"milestones": [60, 120]}),
+        "se_resnet164": (180, {"milestones": [60, 120]}),
+        "preresnet164": (164, {"milestones": [81, 122]}),
+        "se_preresnet164": (164, {"milestones": [81, 122]}),
+        "dia_preresnet164": (164, {"milestones": [81, 122]}),
+        "resnext101_8x32d": (300, {"milestones": [150, 225], "weight_decay": 5e-4}),
+        "dia_resnext101_8x32d": (300, {"milestones": [150, 225], "weight_decay": 5e-4}),
+    }
+    for model, (epochs, overrides) in expected.items():
+        assert model_recipe("dia", model, "dianet", None, load_recipe)[:2] == (epochs, overrides), model
+    recipe = load_recipe("dianet")
+    assert (recipe["lr"], recipe["momentum"], recipe["batch_size"], recipe["gamma"]) == (0.1, 0.9, 128, 0.1)
