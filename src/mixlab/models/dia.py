@@ -334,8 +334,8 @@ CONFIGS = {
     "resnext101_8x32d": ("resnet", RESNEXT,
                          "ResNeXt-101 8×32d (cardinality 8, widen factor 4): gbup-group/DIANet dia_resnext.py "
                          "without the DIA-LSTM, DIANet's baseline"),
-    "dia_resnext101_8x32d": ("dia", {**RESNEXT, "dia": True},
-                             "DIA-ResNeXt-101 8×32d, gbup-group/DIANet models/cifar/dia_resnext.py (arXiv 1905.10671)"),
+    "dia_resnext101_8x32d": ("dia", {**RESNEXT, "dia": True}, "DIA-ResNeXt-101 8×32d, gbup-group/DIANet "
+                             "models/cifar/dia_resnext.py (arXiv 1905.10671)"),
 }
 
 
