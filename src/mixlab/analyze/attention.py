@@ -102,6 +102,8 @@ def attention_correlation(model, images, mean, std, batch_size=250, device="cpu"
 
     if len(images) == 0:
         raise ValueError("no images to record attention on; pass --images N with N ≥ 1")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     device = torch.device(device)
     was_training = model.training
     model.eval().to(device)
