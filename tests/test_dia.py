@@ -1,13 +1,12 @@
 """DIA (DIANet, arXiv 1905.10671): the shared per-stage LSTM against a hand-written loop, parameter counts,
-gradcheck of the cell, and DIA on the isotropic transformer."""
+gradcheck of the cell, and DIA on the isotropic transformer. PreResNet, ResNeXt and the SE baseline have their
+own checks in test_dia_backbones.py."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mixlab
 from mixlab.layers.dia import DIALSTMCell
-
-
 
 
 def lstm_reference(cell, x, h, c):
@@ -53,7 +52,8 @@ def randomize_bn(model):
     return model
 
 
-@pytest.mark.parametrize("name,depth", [("dia_resnet164", 20), ("dia_wrn52_4", 16)])
+@pytest.mark.parametrize("name,depth", [("dia_resnet164", 20), ("dia_wrn52_4", 16), ("dia_preresnet164", 20),
+                                        ("dia_resnext101_8x32d", 20)])
 def test_shared_lstm_stage_equals_manual_loop(name, depth):
     torch.manual_seed(0)
     model = randomize_bn(mixlab.create_model(name, depth=depth, num_classes=7)).double().eval()

@@ -91,7 +91,9 @@ def test_published_targets_are_exactly_the_retrieved_numbers():
         ("activator", "vit_paper", "cifar10"): 65.7, ("activator", "vit_paper", "cifar100"): 34.9,
         ("activator", "mixer_paper", "cifar10"): 70.1, ("activator", "mixer_paper", "cifar100"): 39.2,
         ("dia", "resnet164", "cifar100"): 73.43, ("dia", "dia_resnet164", "cifar100"): 76.67,
-        ("dia", "wrn52_4", "cifar100"): 79.75, ("dia", "dia_wrn52_4", "cifar100"): 80.99}
+        ("dia", "wrn52_4", "cifar100"): 79.75, ("dia", "dia_wrn52_4", "cifar100"): 80.99,
+        ("dia", "preresnet164", "cifar100"): 76.53, ("dia", "dia_preresnet164", "cifar100"): 78.20,
+        ("dia", "resnext101_8x32d", "cifar100"): 81.18, ("dia", "dia_resnext101_8x32d", "cifar100"): 82.46}
     for e in PUBLISHED["entries"]:
         assert e["source"] and 0 < e["top1"] <= 100 and e["table"] in TABLES
         assert e["model"] in TABLES[e["table"]].models
@@ -121,6 +123,11 @@ def test_imagenet_numbers_are_context_never_the_cifar_target():
     assert lookup_published(PUBLISHED, "dia", "dia_resnet164", "cifar100")[0]["top1"] == 76.67
     target, context = lookup_published(PUBLISHED, "dia", "resnet164", "cifar10-jpeg")
     assert target is None and [c["top1"] for c in context] == [96.32]
+    # the journal version's figures sit beside the README target, never in its place; SE has no target
+    target, context = lookup_published(PUBLISHED, "dia", "dia_resnext101_8x32d", "cifar100")
+    assert target["top1"] == 82.46 and [c["top1"] for c in context] == [82.60]
+    target, context = lookup_published(PUBLISHED, "dia", "se_resnet164", "cifar100")
+    assert target is None and [c["top1"] for c in context] == [80.05]
 
 
 # ---- claims and markdown -----------------------------------------------------------------------------------

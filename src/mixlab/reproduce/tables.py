@@ -33,8 +33,12 @@ class TableSpec:
 # Fashion-MNIST keeps both (docs/models.md, "Augmentation per dataset").
 DIGITS_NO_FLIP = {"mnist": {"flip": False}}
 
-# DIANet's WRN-52-4 settings (papers.md §4, run_code.py): they differ from the ResNet-164 recipe.
+# DIANet's per-backbone settings (papers.md §4; gbup-group/DIANet run_code.py, cifar.py defaults) where they
+# differ from the ResNet-164 recipe (`dianet`: 180 epochs, x0.1 at 60/120, wd 1e-4). The SE baselines have no
+# official command; they take their backbone's settings.
 WRN_RECIPE = {"epochs": 200, "milestones": [80, 120, 160], "gamma": 0.2, "weight_decay": 5e-4}
+PRERESNET_RECIPE = {"epochs": 164, "milestones": [81, 122]}
+RESNEXT_RECIPE = {"epochs": 300, "milestones": [150, 225], "weight_decay": 5e-4}
 
 TABLES = {
     "ninformer": TableSpec(
@@ -54,14 +58,22 @@ TABLES = {
         note="Fashion-MNIST is our addition. activator_glu_paper is the 'only GEGLU' variant.",
         dataset_overrides=DIGITS_NO_FLIP),
     "dia": TableSpec(
-        "dia", "DIANet (arXiv 1905.10671): ResNet-164 and WRN-52-4 with and without DIA",
-        ("resnet164", "dia_resnet164", "wrn52_4", "dia_wrn52_4"),
+        "dia", "DIANet (arXiv 1905.10671): ResNet-164, PreResNet-164, WRN-52-4 and ResNeXt-101 8x32d with and "
+        "without DIA, and with SE in every block",
+        ("resnet164", "se_resnet164", "dia_resnet164", "preresnet164", "se_preresnet164", "dia_preresnet164",
+         "wrn52_4", "dia_wrn52_4", "resnext101_8x32d", "dia_resnext101_8x32d"),
         ("cifar10", "cifar100"), "dianet",
-        claims=(("dia_resnet164", "resnet164"), ("dia_wrn52_4", "wrn52_4")),
-        note="ResNet-164 rows use the DIANet recipe (SGD 0.1, momentum 0.9, wd 1e-4, 180 epochs, x0.1 at "
-             "60/120); WRN-52-4 rows use the official WRN settings (200 epochs, x0.2 at 80/120/160, wd 5e-4, "
-             "dropout 0.3 in the model). An `--epochs` budget scales the milestones with the run length.",
-        model_overrides={m: WRN_RECIPE for m in ("wrn52_4", "dia_wrn52_4")}),
+        claims=(("dia_resnet164", "resnet164"), ("dia_resnet164", "se_resnet164"),
+                ("dia_preresnet164", "preresnet164"), ("dia_preresnet164", "se_preresnet164"),
+                ("dia_wrn52_4", "wrn52_4"), ("dia_resnext101_8x32d", "resnext101_8x32d")),
+        note="Official settings per backbone (gbup-group/DIANet run_code.py): ResNet-164 SGD 0.1, momentum 0.9, "
+             "wd 1e-4, 180 epochs, x0.1 at 60/120; PreResNet-164 164 epochs, x0.1 at 81/122; WRN-52-4 200 "
+             "epochs, x0.2 at 80/120/160, wd 5e-4, dropout 0.3 in the model; ResNeXt-101 8x32d 300 epochs, x0.1 "
+             "at 150/225, wd 5e-4. The SE rows (no official command) take their backbone's settings. An "
+             "`--epochs` budget scales the milestones with the run length.",
+        model_overrides={**{m: WRN_RECIPE for m in ("wrn52_4", "dia_wrn52_4")},
+                         **{m: PRERESNET_RECIPE for m in ("preresnet164", "se_preresnet164", "dia_preresnet164")},
+                         **{m: RESNEXT_RECIPE for m in ("resnext101_8x32d", "dia_resnext101_8x32d")}}),
     "affnet": TableSpec(
         "affnet", "AFFNet-ET/T/base (arXiv 2307.14008) against the isotropic models at CIFAR scale",
         ("affnet_et", "affnet_t", "affnet", "affnet_et_cifar", "affnet_t_cifar", "affnet_cifar", "vit_paper",
