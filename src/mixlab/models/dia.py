@@ -14,11 +14,16 @@ block (WRN-52-4). The LSTM adds parameters per stage, not per block, so they do 
 - WRN-52-4: stem conv3×3 3→16; 3 stages × 8 pre-activation blocks BN-ReLU-conv3×3-dropout-BN-ReLU-conv3×3,
   widths 64/128/256; conv1×1 shortcut on the pre-activated input where the shape changes; BN-ReLU; GAP; FC.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
+from ..layers.head import check_pool, classify, new_head, pool2d
 from ..registry import register_model
 
 
@@ -91,6 +96,12 @@ class DIAStage(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.dia = DIALSTMCell(channels, reduction) if dia else None
+        self.num_chs = channels
+
+    @property
+    def stride(self):
+        """The stage's spatial stride: the largest conv stride in it (the first block's downsampling)."""
+        return max((m.stride[0] for m in self.modules() if isinstance(m, nn.Conv2d)), default=1)
 
     def forward(self, x):
         state = None
@@ -116,8 +127,7 @@ class CifarResNet(nn.Module):
         super().__init__()
         if block not in self.BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {sorted(self.BLOCKS)}")
-        if global_pool not in ("avg", "max"):
-            raise ValueError(f"global_pool must be 'avg' or 'max', got {global_pool!r}")
+        check_pool(global_pool)
         block_cls = self.BLOCKS[block]
         per_stage, rule = ((depth - 2) // 9, "9n+2") if block == "bottleneck" else ((depth - 4) // 6, "6n+4")
         if per_stage < 1 or depth != (9 * per_stage + 2 if block == "bottleneck" else 6 * per_stage + 4):
@@ -140,13 +150,39 @@ class CifarResNet(nn.Module):
         self.num_features = self.head_hidden_size = prev
         self.head = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:   # meta: no values to initialise
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     # --- timm model API -------------------------------------------------------------------------------
+    default_norm = "dianet"   # DIANet's cifar.py Normalize constants (mixlab.registry.NORMALIZATION)
+    grad_checkpointing = False
+
+    @property
+    def feature_info(self):
+        """One entry per stage (`stages.i`): its width and stride, read off the stages (any block type); fixed at
+        first use, so it keeps describing the full net after prune_intermediate_layers (as timm's models do)."""
+        info = getattr(self, "_feature_info", None)
+        if info is None:
+            info, reduction = [], self.stem.stride[0]
+            for i, stage in enumerate(self.stages):
+                reduction *= stage.stride
+                info.append(dict(num_chs=stage.num_chs, reduction=reduction, module=f"stages.{i}"))
+            self._feature_info = info
+        return info
+
     @torch.jit.ignore
     def no_weight_decay(self):
         return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """Parameter groups for layer-wise lr decay: stem, each stage (or block), the final norm."""
+        blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.blocks\.(\d+)"
+        return dict(stem=r"^stem", blocks=[(blocks, None), (r"^stages\.(\d+)\.dia", None), (r"^final_bn", (99999,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable=True):
+        self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self):
@@ -154,23 +190,73 @@ class CifarResNet(nn.Module):
 
     def reset_classifier(self, num_classes, global_pool=None):
         if global_pool is not None:
-            if global_pool not in ("avg", "max"):
-                raise ValueError(f"global_pool must be 'avg' or 'max', got {global_pool!r}")
+            check_pool(global_pool)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = new_head(self, self.num_features, num_classes, ref=self.stem.weight)
+
+    def _stem(self, x):
+        x = self.stem(x)
+        return x if self.preact else F.relu(self.stem_bn(x))
+
+    def _stage(self, stage, x):
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
+    def _final_norm(self, x):
+        """The pre-activation net's closing BN-ReLU (its "norm"); identity for the post-activation one (whose
+        final_bn is an identity) and once pruned."""
+        return x if isinstance(self.final_bn, nn.Identity) else F.relu(self.final_bn(x))
 
     def forward_features(self, x):
         """Images [B, C, H, W] → feature map [B, num_features, H/4, W/4]."""
-        x = self.stem(x)
-        if not self.preact:
-            x = F.relu(self.stem_bn(x))
-        x = self.stages(x)
-        return F.relu(self.final_bn(x)) if self.preact else x
+        x = self._stem(x)
+        for stage in self.stages:
+            x = self._stage(stage, x)
+        return self._final_norm(x)
+
+    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
+                              intermediates_only=False):
+        """(final features, [outputs of the selected stages]); timm's contract.
+
+        indices: None (every stage), n (the last n) or a list; norm: the pre-activation net's closing BN-ReLU on
+        the last stage's output; stop_early: skip the stages after the last selected one; output_fmt 'NCHW' or
+        'NLC' (flattened).
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        last = len(self.stages) - 1
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        stages = self.stages[:max_index + 1] if stop_early else self.stages
+        intermediates = []
+        x = self._stem(x)
+        for i, stage in enumerate(stages):
+            x = self._stage(stage, x)
+            if i in take_indices:
+                y = self._final_norm(x) if norm and i == last else x
+                intermediates.append(y if output_fmt == "NCHW" else y.flatten(2).transpose(1, 2))
+        if intermediates_only:
+            return intermediates
+        if len(stages) == len(self.stages):
+            x = self._final_norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
+        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
+        forward_features ends at the last kept stage. Returns the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        if prune_norm or max_index < len(self.stages) - 1:
+            self.final_bn = nn.Identity()
+        self.stages = self.stages[:max_index + 1]
+        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_head(self, x, pre_logits=False):
-        x = x.mean(dim=(2, 3)) if self.global_pool == "avg" else x.amax(dim=(2, 3))
-        return x if pre_logits else self.head(x)
+        x = pool2d(x, self.global_pool)
+        return x if pre_logits else classify(self.head, x, self.global_pool)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
