@@ -266,3 +266,28 @@ def test_docs_examples_run(index):
     else:
         out = scope["out"]
         assert out["mid"].shape == out["last"].shape == (2, 64, 256) and out["logits"].shape == (2, 10)
+
+
+def test_a_model_registered_later_gets_its_cfg_from_the_model():
+    """No list of names: a CIFAR ResNet registered after import is a timm model with first_conv, classifier,
+    pool_size and the DIANet normalisation read off the class, and a features_only backbone."""
+    from timm.models._registry import _clear_model_entries, _model_entrypoints
+    from mixlab import registry, timm_models
+    from mixlab.models.dia import CifarResNet
+
+    @registry.register_model("test_resnet11", family="resnet", input_size=(3, 32, 32), num_classes=100)
+    def build(num_classes=100, in_chans=3, img_size=32, **overrides):
+        return CifarResNet(depth=11, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **overrides)
+
+    try:
+        cfg = timm.get_pretrained_cfg("test_resnet11")
+        assert (cfg.first_conv, cfg.classifier, cfg.pool_size, cfg.num_classes) == ("stem", "head", (8, 8), 100)
+        assert cfg.mean == (0.4914, 0.4822, 0.4465) and cfg.std == (0.2023, 0.1994, 0.2010)
+        backbone = timm.create_model("test_resnet11", features_only=True)
+        assert backbone.feature_info.reduction() == [1, 2, 4] and len(backbone(images((3, 32, 32)))) == 3
+    finally:
+        _clear_model_entries("test_resnet11")           # leave both registries as they were
+        for table in (_model_entrypoints, registry._MODELS, registry._MODEL_TYPES, timm_models.default_cfgs,
+                      vars(timm_models)):
+            table.pop("test_resnet11", None)
+        timm_models.__all__.remove("test_resnet11")

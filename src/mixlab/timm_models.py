@@ -25,12 +25,26 @@ def register(name):
         warnings.warn(f"mixlab model {name!r} is not registered with timm: timm already has a model of that name",
                       stacklevel=3)
         return
-    model = registry.create_model(name, device="meta")
+    model = _build_once(name)
+    if model is None:
+        return
     default_cfgs.update(generate_default_cfgs({name: registry.model_pretrained_cfg(model, registry.model_cfg(name),
                                                                                      name)}))
     entry = _entrypoint(name)
     globals()[name] = entry
     register_model(entry)
+
+
+def _build_once(name):
+    """The model at its native configuration: on the meta device (no memory, no init), else on the CPU for a
+    model whose constructor computes with tensor values; None (with a warning) if it cannot be built."""
+    for device in ("meta", "cpu"):
+        try:
+            return registry.create_model(name, device=device)
+        except Exception as e:   # noqa: BLE001 - a model that cannot be built stays out of timm, not out of mixlab
+            error = e
+    warnings.warn(f"mixlab model {name!r} is not registered with timm: building it failed ({error})", stacklevel=4)
+    return None
 
 
 def _entrypoint(name):
