@@ -9,21 +9,13 @@ def check_pool(global_pool):
         raise ValueError(f"global_pool must be 'avg', 'max' or '' (no pooling), got {global_pool!r}")
 
 
-def pool2d(x, global_pool):
+def pool2d(x, global_pool: str):
     """Global pooling of a [B, C, H, W] map: 'avg', 'max', or '' (the map itself)."""
     if global_pool == "avg":
         return x.mean(dim=(2, 3))
     if global_pool == "max":
         return x.amax(dim=(2, 3))
     return x
-
-
-def classify(head, x, global_pool):
-    """The linear head on pooled features [B, C]; with global_pool '' on every location of the map, giving
-    per-location logits [B, K, H, W] (as timm's ViT applies its head to every token when unpooled)."""
-    if global_pool == "" and not isinstance(head, nn.Identity):
-        return head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-    return head(x)
 
 
 def new_head(model, num_features, num_classes, ref):

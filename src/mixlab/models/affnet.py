@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, make_divisible, trunc_normal_
 from timm.models._features import feature_take_indices
 
-from ..layers.head import check_pool, classify, new_head, pool2d
+from ..layers.head import check_pool, new_head, pool2d
 from ..mixers.fourier import AdaptiveFrequencyFilter
 from ..registry import register_model
 
@@ -236,9 +236,13 @@ class AFFNet(nn.Module):
             self.reset_classifier(0, "")
         return take_indices
 
-    def forward_head(self, x, pre_logits=False):
+    def forward_head(self, x, pre_logits: bool = False):
         x = self.head_drop(pool2d(x, self.global_pool))
-        return x if pre_logits else classify(self.head, x, self.global_pool)
+        if pre_logits:
+            return x
+        if self.global_pool == "" and self.num_classes > 0:   # unpooled: logits at every location [B, K, H, W]
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

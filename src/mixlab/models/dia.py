@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
-from ..layers.head import check_pool, classify, new_head, pool2d
+from ..layers.head import check_pool, new_head, pool2d
 from ..registry import register_model
 
 
@@ -92,6 +92,8 @@ class DIAStage(nn.Module):
     """Blocks of one stage; with `dia`, one shared LSTM cell recalibrates every block's residual branch in a
     single pass, its (h, c) state carried from block to block and starting at zero."""
 
+    __jit_unused_properties__ = ["stride"]
+
     def __init__(self, blocks, channels, dia=False, reduction=4):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
@@ -134,6 +136,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"depth {depth} does not fit the {block} ResNet; it must be {rule} with n ≥ 1")
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.global_pool = global_pool
+        self.grad_checkpointing = False
         self.preact = block == "preact_wide"
         planes = [16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.stem = conv3x3(in_chans, stem_chans)
@@ -155,7 +158,7 @@ class CifarResNet(nn.Module):
 
     # --- timm model API -------------------------------------------------------------------------------
     default_norm = "dianet"   # DIANet's cifar.py Normalize constants (mixlab.registry.NORMALIZATION)
-    grad_checkpointing = False
+    __jit_unused_properties__ = ["feature_info"]
 
     @property
     def feature_info(self):
@@ -199,11 +202,6 @@ class CifarResNet(nn.Module):
         x = self.stem(x)
         return x if self.preact else F.relu(self.stem_bn(x))
 
-    def _stage(self, stage, x):
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint(stage, x, use_reentrant=False)
-        return stage(x)
-
     def _final_norm(self, x):
         """The pre-activation net's closing BN-ReLU (its "norm"); identity for the post-activation one (whose
         final_bn is an identity) and once pruned."""
@@ -213,7 +211,10 @@ class CifarResNet(nn.Module):
         """Images [B, C, H, W] → feature map [B, num_features, H/4, W/4]."""
         x = self._stem(x)
         for stage in self.stages:
-            x = self._stage(stage, x)
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
         return self._final_norm(x)
 
     def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
@@ -232,7 +233,7 @@ class CifarResNet(nn.Module):
         intermediates = []
         x = self._stem(x)
         for i, stage in enumerate(stages):
-            x = self._stage(stage, x)
+            x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing else stage(x)
             if i in take_indices:
                 y = self._final_norm(x) if norm and i == last else x
                 intermediates.append(y if output_fmt == "NCHW" else y.flatten(2).transpose(1, 2))
@@ -254,9 +255,13 @@ class CifarResNet(nn.Module):
             self.reset_classifier(0, "")
         return take_indices
 
-    def forward_head(self, x, pre_logits=False):
+    def forward_head(self, x, pre_logits: bool = False):
         x = pool2d(x, self.global_pool)
-        return x if pre_logits else classify(self.head, x, self.global_pool)
+        if pre_logits:
+            return x
+        if self.global_pool == "" and self.num_classes > 0:   # unpooled: logits at every location [B, K, H, W]
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
