@@ -13,7 +13,7 @@ from torch import nn
 import mixlab
 from mixlab.cli import main
 from mixlab.layers import ConvFeedForward, capabilities
-from mixlab.mixers import MIXERS, create_mixer, register_mixer
+from mixlab.mixers import MIXERS, register_mixer
 from mixlab.models import IsotropicNet
 
 README = Path(__file__).resolve().parents[1] / "README.md"

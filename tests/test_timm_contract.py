@@ -291,3 +291,11 @@ def test_a_model_registered_later_gets_its_cfg_from_the_model():
                       vars(timm_models)):
             table.pop("test_resnet11", None)
         timm_models.__all__.remove("test_resnet11")
+
+
+def test_plain_cifar_resnets_script():
+    """TorchScript is deprecated and not required; the CIFAR ResNets without DIA script (docs/timm.md)."""
+    model = mixlab.create_model("resnet164", depth=11).eval()
+    x = images((3, 32, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))

@@ -14,8 +14,6 @@ block (WRN-52-4). The LSTM adds parameters per stage, not per block, so they do 
 - WRN-52-4: stem conv3×3 3→16; 3 stages × 8 pre-activation blocks BN-ReLU-conv3×3-dropout-BN-ReLU-conv3×3,
   widths 64/128/256; conv1×1 shortcut on the pre-activated input where the shape changes; BN-ReLU; GAP; FC.
 """
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
