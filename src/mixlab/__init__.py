@@ -3,9 +3,9 @@ __version__ = "0.1.0"
 
 from .registry import create_model, list_models, model_cfg
 from . import models  # noqa: F401  (registers every model)
-from .registry import _register_with_timm
+from .registry import open_timm_registration
 
-_register_with_timm()
+open_timm_registration()   # every model is now a timm model too (mixlab.timm_models)
 
 from .checkpoint import load, save  # noqa: E402
 

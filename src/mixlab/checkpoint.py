@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from .fileio import atomic_write, write_json
-from .registry import create_model
+from .registry import build_from_config, model_spec
 from .rundir import RunDir, RunError
 
 WEIGHT_FILES = ("best.safetensors", "last.safetensors", "model.safetensors")
@@ -15,13 +15,11 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 def model_config(model, **meta):
-    """The part of config.json that rebuilds the model: name, constructor kwargs, input size + data meta."""
-    name = getattr(model, "model_name", None)
-    if name is None:
-        raise ValueError("model was not built by mixlab.create_model, so it cannot be described by name")
-    kwargs = dict(getattr(model, "init_kwargs", {}))
-    kwargs["num_classes"] = getattr(model, "num_classes", kwargs.get("num_classes"))
-    return {"model": name, "model_kwargs": kwargs,
+    """The part of config.json that rebuilds the model: name (or registered class), constructor kwargs, input
+    size + data meta."""
+    spec = model_spec(model)
+    kwargs = spec["model_kwargs"]
+    return {**spec,
             "input_size": [kwargs.get("in_chans", 3), kwargs.get("img_size", 32), kwargs.get("img_size", 32)],
             "num_classes": kwargs["num_classes"], **meta}
 
@@ -78,7 +76,7 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
         raise FileNotFoundError(f"no config.json beside {weight_file}: cannot tell which model to build")
     config = RunDir(directory).read_config()
     try:
-        model = create_model(config["model"], **config.get("model_kwargs", {}))
+        model = build_from_config(config)
     except (TypeError, ValueError) as e:
         raise RunError(f"{config_path}: cannot build {config['model']!r} from it: {_first_line(e)}") from None
     if weight_file.suffix == ".safetensors":

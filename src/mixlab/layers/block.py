@@ -27,5 +27,12 @@ class MetaFormerBlock(nn.Module):
             delta = delta + self.drop_path(self.channel_mlp(norm2(x + delta), grid=grid))
         return delta
 
-    def forward(self, x, grid=None):
-        return x + self.residual(x, grid)
+    def forward(self, x, grid=None, dia=None, state=None):
+        """x + Δ. With a shared DIA cell (`dia`, DIANet on a transformer): x + Δ ⊙ h_t, h_t = dia(mean_N Δ, state),
+        returned with the cell's new state — inside this module, so the block's output is the recalibrated one
+        for hooks and FX feature extraction by module name."""
+        delta = self.residual(x, grid)
+        if dia is None:
+            return x + delta
+        attn, state = dia(delta.mean(dim=1), state)
+        return x + delta * attn.unsqueeze(1), state

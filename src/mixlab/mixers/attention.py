@@ -7,11 +7,13 @@ class Attention(nn.Module):
 
     [Q, K, V] = X W_qkv;  head_i = softmax(Q_i K_iᵀ / √d_h) V_i;  out = concat(head_1..h) W_o.
     Computed with `F.scaled_dot_product_attention` (flash / memory-efficient kernels where available).
-    Cost O(N²·d) in the number of tokens N.
+    Cost O(N²·d) in the number of tokens N; any token count, class tokens included.
     """
 
-    def __init__(self, dim, num_tokens=None, grid=None, num_heads=8, qkv_bias=True, attn_drop=0.0,
-                 proj_drop=0.0, **_):
+    fixed_tokens, needs_grid, supports_class_token = False, False, True
+    drop_options = ("proj_drop",)
+
+    def __init__(self, dim, num_tokens=None, grid=None, num_heads=8, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"attention: dim {dim} is not divisible by num_heads {num_heads}")

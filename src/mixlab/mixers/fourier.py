@@ -1,10 +1,13 @@
 import math
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-_ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU}
+from ..layers.contract import image_to_tokens, tokens_to_image
+
+_ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "swish": F.silu}
 
 
 def _dft_matrices(n, rows, device, dtype):
@@ -54,6 +57,57 @@ def irfft2_real(real, imag, size, impl="torch"):
     return out / math.sqrt(h * w)
 
 
+def _complex_linear(re, im, w, b):
+    """(re + i·im)(w_r + i·w_i) + (b_r + i·b_i), block-diagonal over the K groups: [..., K, c] → [..., K, h].
+
+    einsum keeps the weights un-broadcast; a batched matmul would copy them to every frequency bin and keep the
+    copies for backward (10× the training memory of the whole model, measured in bench).
+    """
+    mm = lambda t, wk: torch.einsum("...kc,kch->...kh", t, wk)
+    return mm(re, w[0]) - mm(im, w[1]) + b[0], mm(im, w[0]) + mm(re, w[1]) + b[1]
+
+
+def adaptive_mask(re, im, w1, b1, w2, b2, act, threshold):
+    """The instance-adaptive mask M = softshrink(W₂ act(W₁ F + b₁) + b₂) for a spectrum F = re + i·im
+    [B, C, H, Wf]; the weights are [2, K, c, h] (real, imaginary) per channel group, act acts on the real and
+    imaginary parts separately."""
+    b, c, h, wf = re.shape
+    groups, block = w1.shape[1], w1.shape[2]
+    to_groups = lambda t: t.permute(0, 2, 3, 1).reshape(b, h, wf, groups, block)
+    re, im = _complex_linear(to_groups(re), to_groups(im), w1, b1)
+    re, im = _complex_linear(_ACTS[act](re), _ACTS[act](im), w2, b2)
+    from_groups = lambda t: t.reshape(b, h, wf, c).permute(0, 3, 1, 2)
+    return F.softshrink(from_groups(re), threshold), F.softshrink(from_groups(im), threshold)
+
+
+def frequency_filter(x, mask_fn, fft_impl="torch"):
+    """Y = irfft2(M ⊙ rfft2(X)) with M = mask_fn(re, im) of the spectrum."""
+    h, w = x.shape[-2:]
+    re, im = rfft2_real(x, fft_impl)
+    m_re, m_im = mask_fn(re, im)
+    return irfft2_real(m_re * re - m_im * im, m_re * im + m_im * re, (h, w), fft_impl)
+
+
+@torch.fx.wrap
+def adaptive_frequency_filter(x, w1, b1, w2, b2, act="relu", threshold=0.01, inner_skip=True, fft_impl="torch"):
+    """AFF on [B, C, H, W], computed in float32 (float64 stays float64) with autocast off, half-precision
+    weights included, and returned in the input's dtype.
+
+    One torch.fx leaf: symbolic tracing records a single call here (the autocast switch and the dtype test are
+    Python control flow that FX cannot trace), and the call runs this code on real tensors.
+    """
+    dtype = x.dtype
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype   # a half model too
+    device_type = x.device.type if torch.amp.is_autocast_available(x.device.type) else "cpu"
+    with torch.autocast(device_type=device_type, enabled=False):
+        x = x.to(compute)
+        w1, b1, w2, b2 = (t.to(compute) for t in (w1, b1, w2, b2))
+        y = frequency_filter(x, lambda re, im: adaptive_mask(re, im, w1, b1, w2, b2, act, threshold), fft_impl)
+        if inner_skip:
+            y = y + x
+    return y.to(dtype)
+
+
 class AdaptiveFrequencyFilter(nn.Module):
     """Adaptive Frequency Filter (AFF; Huang et al., ICCV 2023, arXiv 2307.14008), on [B, C, H, W].
 
@@ -80,64 +134,42 @@ class AdaptiveFrequencyFilter(nn.Module):
         self.b1 = nn.Parameter(0.02 * torch.randn(2, num_groups, hidden))
         self.w2 = nn.Parameter(0.02 * torch.randn(2, num_groups, hidden, self.block))
         self.b2 = nn.Parameter(0.02 * torch.randn(2, num_groups, self.block))
-        self.act = _ACTS[act]()
+        self.act = act
         self.sparsity_threshold = sparsity_threshold
         self.inner_skip = inner_skip
         self.fft_impl = fft_impl
 
-    @staticmethod
-    def _complex_linear(re, im, w, b):
-        """(re + i·im)(w_r + i·w_i) + (b_r + i·b_i), block-diagonal over the K groups: [..., K, c] → [..., K, h].
-
-        einsum keeps the weights un-broadcast; a batched matmul would copy them to every frequency bin and
-        keep the copies for backward (10× the training memory of the whole model, measured in bench).
-        """
-        mm = lambda t, wk: torch.einsum("...kc,kch->...kh", t, wk)
-        return mm(re, w[0]) - mm(im, w[1]) + b[0], mm(im, w[0]) + mm(re, w[1]) + b[1]
-
     def mask(self, re, im):
         """The instance-adaptive mask M (real, imag) for a spectrum given as real/imag [B, C, H, Wf]."""
-        b, c, h, wf = re.shape
-        to_groups = lambda t: t.permute(0, 2, 3, 1).reshape(b, h, wf, self.num_groups, self.block)
-        re, im = to_groups(re), to_groups(im)
-        re, im = self._complex_linear(re, im, self.w1, self.b1)
-        re, im = self.act(re), self.act(im)
-        re, im = self._complex_linear(re, im, self.w2, self.b2)
-        from_groups = lambda t: t.reshape(b, h, wf, c).permute(0, 3, 1, 2)
-        return (F.softshrink(from_groups(re), self.sparsity_threshold),
-                F.softshrink(from_groups(im), self.sparsity_threshold))
+        return adaptive_mask(re, im, self.w1, self.b1, self.w2, self.b2, self.act, self.sparsity_threshold)
 
     def filter(self, x, mask_fn=None):
         """Y = irfft2(M ⊙ rfft2(X)) with M = mask_fn(spectrum) (default: this module's adaptive mask)."""
-        h, w = x.shape[-2:]
-        re, im = rfft2_real(x, self.fft_impl)
-        m_re, m_im = (mask_fn or self.mask)(re, im)
-        y_re, y_im = m_re * re - m_im * im, m_re * im + m_im * re
-        return irfft2_real(y_re, y_im, (h, w), self.fft_impl)
+        return frequency_filter(x, mask_fn or self.mask, self.fft_impl)
 
     def forward(self, x):
-        dtype = x.dtype
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-            y = self.filter(x)
-            if self.inner_skip:
-                y = y + x
-        return y.to(dtype)
+        return adaptive_frequency_filter(x, self.w1, self.b1, self.w2, self.b2, self.act, self.sparsity_threshold,
+                                         self.inner_skip, self.fft_impl)
+
+    def extra_repr(self):
+        return (f"dim={self.dim}, num_groups={self.num_groups}, act={self.act}, "
+                f"sparsity_threshold={self.sparsity_threshold}, inner_skip={self.inner_skip}, fft_impl={self.fft_impl}")
 
 
 class AFFMixer(nn.Module):
     """AFF as a token mixer for the isotropic backbone: tokens [B, N, C] are folded to the (H, W) grid,
     filtered by `AdaptiveFrequencyFilter`, and unfolded. The block's own residual replaces AFF's inner skip,
-    so `inner_skip` defaults to False here (AFFNet keeps it, as the official code does)."""
+    so `inner_skip` defaults to False here (AFFNet keeps it, as the official code does). It filters the patch
+    grid, which a class token is not part of: refused."""
+
+    fixed_tokens, needs_grid, supports_class_token = False, True, False
+    drop_options = ()
 
     def __init__(self, dim, num_tokens=None, grid=None, num_groups=8, hidden_factor=1, act="relu",
-                 sparsity_threshold=0.01, inner_skip=False, **_):
+                 sparsity_threshold=0.01, inner_skip=False):
         super().__init__()
         self.grid = tuple(grid) if grid is not None else None
         self.filter = AdaptiveFrequencyFilter(dim, num_groups, hidden_factor, act, sparsity_threshold, inner_skip)
 
     def forward(self, x, grid=None):
-        b, n, c = x.shape
-        h, w = grid or self.grid
-        y = self.filter(x.transpose(1, 2).reshape(b, c, h, w))
-        return y.flatten(2).transpose(1, 2)
+        return image_to_tokens(self.filter(tokens_to_image(x, self.grid if grid is None else grid)))

@@ -1,8 +1,12 @@
+import torch.fx
 from torch import nn
 
 from ..layers.block import MetaFormerBlock
 from ..layers.mlp import FeedForward
-from .token_mlp import TokenMlp, check_token_count
+from ..layers.contract import check_token_count
+from .token_mlp import TokenMlp
+
+torch.fx.wrap("check_token_count")
 
 
 class NiNGating(nn.Module):
@@ -11,10 +15,13 @@ class NiNGating(nn.Module):
     MGU(Z) = (Z W_p + b_p) ⊙ MixerBlock(Z), where MixerBlock is a full MLP-Mixer layer with its own pre-norms
     and residuals: Y = Z + TokenMLP(LN_a(Z)), M = Y + ChannelMLP(LN_b(Y)), both MLPs with hidden `hidden_dim`.
     The gate is a plain bilinear product: no sigmoid, as in the official code. Fixed token count (the inner
-    token MLP has N×h weights).
+    token MLP has N×h weights; a class token makes it N + 1).
     """
 
-    def __init__(self, dim, num_tokens, grid=None, hidden_dim=512, drop=0.0, act_layer=nn.GELU, **_):
+    fixed_tokens, needs_grid, supports_class_token = True, False, True
+    drop_options = ("drop",)
+
+    def __init__(self, dim, num_tokens, grid=None, hidden_dim=512, drop=0.0, act_layer=nn.GELU):
         super().__init__()
         self.num_tokens = num_tokens
         self.grid = tuple(grid) if grid is not None else (num_tokens, 1)
@@ -26,5 +33,5 @@ class NiNGating(nn.Module):
         )
 
     def forward(self, x, grid=None):
-        check_token_count("the NiNformer gating unit", self.num_tokens, self.grid, x)
+        x = check_token_count(x, self.num_tokens, self.grid, "the NiNformer gating unit")
         return self.proj(x) * self.mixer_block(x)

@@ -23,8 +23,11 @@ option (`model.activation.name`), which MobileViT-style configs set to swish (Si
 """
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, make_divisible, trunc_normal_
+from timm.models._features import feature_take_indices
 
+from ..layers.head import check_pool, new_head, pool2d
 from ..mixers.fourier import AdaptiveFrequencyFilter
 from ..registry import register_model
 
@@ -105,7 +108,15 @@ class AFFBlock(nn.Module):
 
 class AFFNet(nn.Module):
     """AFFNet classifier with the timm model API. `channels` are the five stage widths; `depths` the AFF block
-    counts of stages 3–5; `ffn_ratio` the MV2 expansion inside the AFF blocks (ffn_dim / dim)."""
+    counts of stages 3–5; `ffn_ratio` the MV2 expansion inside the AFF blocks (ffn_dim / dim).
+
+    Features (timm): `feature_info` lists the five stages layer1–layer5 (strides 2–32, or 1–8 with the CIFAR
+    stem), the multi-scale maps the AFF paper's DeepLabv3 and SSDLite heads read; `global_pool=''` leaves the
+    head's feature map unpooled.
+    """
+
+    default_norm = "unit"   # ml-cvnets' ImageNet pipeline: ToTensor only (mixlab.registry.NORMALIZATION)
+    stage_names = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
     def __init__(self, channels=(32, 64, 128, 256, 320), depths=(2, 4, 3), mv2_expand=4, ffn_ratio=2.0,
                  stem_chans=16, head_exp=4, head_max=960, num_classes=1000, in_chans=3, img_size=256,
@@ -116,10 +127,11 @@ class AFFNet(nn.Module):
             raise ValueError(f"AFFNet: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
         if len(channels) != 5 or len(depths) != 3:
             raise ValueError(f"AFFNet needs 5 stage widths and 3 AFF depths, got {channels} and {depths}")
-        _check_pool(global_pool)
+        check_pool(global_pool)
         act_layer = _ACTS[act]
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.global_pool = global_pool
+        self.grad_checkpointing = False
         # cifar_stem keeps full resolution through the stem and layer2 (total stride 8, not 32), as CIFAR
         # ResNets do: at 32 px the AFF stages then filter 16², 8² and 4² maps instead of 4², 2² and 1².
         early_stride = 1 if cifar_stem else 2
@@ -128,7 +140,8 @@ class AFFNet(nn.Module):
         self.layer1 = InvertedResidual(stem_chans, c1, 1, mv2_expand, act=act_layer)
         self.layer2 = nn.Sequential(*[InvertedResidual(c1 if i == 0 else c2, c2, early_stride if i == 0 else 1,
                                                        mv2_expand, act=act_layer) for i in range(3)])
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        dpr = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         stages, prev, start = [], c2, 0
         for dim, depth in zip(channels[2:], depths):
             stages.append(nn.Sequential(
@@ -137,11 +150,16 @@ class AFFNet(nn.Module):
                          drop_path=dpr[start:start + depth], fusion=fusion, fft_impl=fft_impl)))
             prev, start = dim, start + depth
         self.layer3, self.layer4, self.layer5 = stages
+        strides = (early_stride, early_stride * early_stride, 2 * early_stride ** 2, 4 * early_stride ** 2,
+                   8 * early_stride ** 2)
+        self.feature_info = [dict(num_chs=c, reduction=r, module=n)
+                             for c, r, n in zip(channels, strides, self.stage_names)]
         self.num_features = self.head_hidden_size = min(head_exp * prev, head_max)
         self.conv_head = conv_norm_act(prev, self.num_features, 1, act=act_layer)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        if not self.stem[0].weight.is_meta:   # on the meta device there are no values to initialise
+            self.apply(_init_weights)
 
     # --- timm model API -------------------------------------------------------------------------------
     @torch.jit.ignore
@@ -150,34 +168,84 @@ class AFFNet(nn.Module):
         return {n for n, _ in self.named_parameters() if n.endswith(("filter.b1", "filter.b2"))}
 
     @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """Parameter groups for layer-wise lr decay: stem, each stage, the head conv."""
+        return dict(stem=r"^stem", blocks=[(r"^layer(\d+)", None), (r"^conv_head", (99999,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable=True):
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
     def get_classifier(self):
         return self.head
 
     def reset_classifier(self, num_classes, global_pool=None):
         if global_pool is not None:
-            _check_pool(global_pool)
+            check_pool(global_pool)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = new_head(self, self.num_features, num_classes, ref=self.stem[0].weight)
+
+    def _stage(self, stage, x):
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
 
     def forward_features(self, x):
         """Images [B, C, H, W] → feature map [B, num_features, H/32, W/32] (after the 1×1 head conv)."""
-        x = self.layer2(self.layer1(self.stem(x)))
-        x = self.layer5(self.layer4(self.layer3(x)))
+        x = self.stem(x)
+        for name in self.stage_names:
+            x = self._stage(getattr(self, name), x)
         return self.conv_head(x)
 
-    def forward_head(self, x, pre_logits=False):
-        x = x.mean(dim=(2, 3)) if self.global_pool == "avg" else x.amax(dim=(2, 3))
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
+    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
+                              intermediates_only=False):
+        """(final features, [outputs of the selected stages layer1–layer5]); timm's contract.
+
+        indices: None (all five), n (the last n) or a list; stop_early: skip the stages after the last selected
+        one; output_fmt 'NCHW' or 'NLC' (flattened). `norm` is accepted for the contract: AFFNet has no final
+        norm (its 1×1 head conv changes the width, so it is not applied to the stage outputs).
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stage_names), indices)
+        names = self.stage_names[:max_index + 1] if stop_early else self.stage_names
+        intermediates = []
+        x = self.stem(x)
+        for i, name in enumerate(names):
+            x = self._stage(getattr(self, name), x)
+            if i in take_indices:
+                intermediates.append(x if output_fmt == "NCHW" else x.flatten(2).transpose(1, 2))
+        if intermediates_only:
+            return intermediates
+        if len(names) == len(self.stage_names):
+            x = self.conv_head(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
+        """Replace the stages after the last of `indices` by identities; the head conv goes with them (or with
+        prune_norm), so forward_features then ends at the last kept stage. Returns the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.stage_names), indices)
+        for name in self.stage_names[max_index + 1:]:
+            setattr(self, name, nn.Identity())
+        if prune_norm or max_index < len(self.stage_names) - 1:
+            self.conv_head = nn.Identity()
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = self.head_drop(pool2d(x, self.global_pool))
+        if pre_logits:
+            return x
+        if self.global_pool == "" and self.num_classes > 0:   # unpooled: logits at every location [B, K, H, W]
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
-
-
-def _check_pool(global_pool):
-    if global_pool not in ("avg", "max"):
-        raise ValueError(f"global_pool must be 'avg' or 'max', got {global_pool!r}")
 
 
 def _init_weights(m):
@@ -215,7 +283,8 @@ def _register_cifar(name):
 
     build.__name__ = f"{name}_cifar"
     register_model(f"{name}_cifar", family="affnet", paper=False, input_size=(3, 32, 32), num_classes=10,
-                   source=f"{name} with a stride-1 stem and layer2 for 32 px images (mixlab)")(build)
+                   source=f"{name} with a stride-1 stem and layer2 for 32 px images (mixlab)",
+                   norm="cifar10")(build)   # trained with the `mixlab` recipe: the dataset's own statistics
 
 
 for _name in AFFNET_CONFIGS:

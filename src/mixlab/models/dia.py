@@ -35,9 +35,12 @@ ResNeXt-101 8×32d 32,138,244 (the same network without its three LSTMs).
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
 from ..layers.se import squeeze_excite
+from ..layers.head import check_pool, new_head, pool2d
 from ..registry import register_model
 
 
@@ -155,10 +158,18 @@ class DIAStage(nn.Module):
     """Blocks of one stage; with `dia`, one shared LSTM cell recalibrates every block's residual branch in a
     single pass, its (h, c) state carried from block to block and starting at zero."""
 
+    __jit_unused_properties__ = ["stride"]
+
     def __init__(self, blocks, channels, dia=False, reduction=4):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.dia = DIALSTMCell(channels, reduction) if dia else None
+        self.num_chs = channels
+
+    @property
+    def stride(self):
+        """The stage's spatial stride: the largest conv stride in it (the first block's downsampling)."""
+        return max((m.stride[0] for m in self.modules() if isinstance(m, nn.Conv2d)), default=1)
 
     def forward(self, x):
         state = None
@@ -197,8 +208,7 @@ class CifarResNet(nn.Module):
         super().__init__()
         if block not in self.BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {sorted(self.BLOCKS)}")
-        if global_pool not in ("avg", "max"):
-            raise ValueError(f"global_pool must be 'avg' or 'max', got {global_pool!r}")
+        check_pool(global_pool)
         if weight_init not in ("resnet", "resnext"):
             raise ValueError(f"weight_init must be 'resnet' or 'resnext', got {weight_init!r}")
         if dia and se:
@@ -213,6 +223,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"depth {depth} does not fit the {block} ResNet; it must be {step}n+{extra} with n ≥ 1")
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.global_pool = global_pool
+        self.grad_checkpointing = False
         self.preact = block.startswith("preact")
         planes = [base_planes * widen_factor * 2 ** i for i in range(3)]
         self.stem = conv3x3(in_chans, stem_chans)
@@ -229,8 +240,9 @@ class CifarResNet(nn.Module):
         self.num_features = self.head_hidden_size = prev
         self.head = nn.Linear(prev, num_classes) if num_classes > 0 else nn.Identity()
         for name, m in self.named_modules():
-            # SE's 1×1 convs act as linear layers on pooled features: they keep PyTorch's default init
-            if isinstance(m, nn.Conv2d) and ".se." not in name:
+            # SE's 1×1 convs act as linear layers on pooled features: they keep PyTorch's default init;
+            # meta tensors (timm's registration probe) hold no values to initialise
+            if isinstance(m, nn.Conv2d) and ".se." not in name and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if weight_init == "resnext":
             if num_classes > 0:
@@ -253,9 +265,35 @@ class CifarResNet(nn.Module):
         return options
 
     # --- timm model API -------------------------------------------------------------------------------
+    default_norm = "dianet"   # DIANet's cifar.py Normalize constants (mixlab.registry.NORMALIZATION)
+    __jit_unused_properties__ = ["feature_info"]
+
+    @property
+    def feature_info(self):
+        """One entry per stage (`stages.i`): its width and stride, read off the stages (any block type); fixed at
+        first use, so it keeps describing the full net after prune_intermediate_layers (as timm's models do)."""
+        info = getattr(self, "_feature_info", None)
+        if info is None:
+            info, reduction = [], self.stem.stride[0]
+            for i, stage in enumerate(self.stages):
+                reduction *= stage.stride
+                info.append(dict(num_chs=stage.num_chs, reduction=reduction, module=f"stages.{i}"))
+            self._feature_info = info
+        return info
+
     @torch.jit.ignore
     def no_weight_decay(self):
         return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse=False):
+        """Parameter groups for layer-wise lr decay: stem, each stage (or block), the final norm."""
+        blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.blocks\.(\d+)"
+        return dict(stem=r"^stem", blocks=[(blocks, None), (r"^stages\.(\d+)\.dia", None), (r"^final_bn", (99999,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable=True):
+        self.grad_checkpointing = enable
 
     @torch.jit.ignore
     def get_classifier(self):
@@ -263,23 +301,75 @@ class CifarResNet(nn.Module):
 
     def reset_classifier(self, num_classes, global_pool=None):
         if global_pool is not None:
-            if global_pool not in ("avg", "max"):
-                raise ValueError(f"global_pool must be 'avg' or 'max', got {global_pool!r}")
+            check_pool(global_pool)
             self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = new_head(self, self.num_features, num_classes, ref=self.stem.weight)
+
+    def _stem(self, x):
+        x = self.stem(x)
+        return x if self.preact else F.relu(self.stem_bn(x))
+
+    def _final_norm(self, x):
+        """The pre-activation net's closing BN-ReLU (its "norm"); identity for the post-activation one (whose
+        final_bn is an identity) and once pruned."""
+        return x if isinstance(self.final_bn, nn.Identity) else F.relu(self.final_bn(x))
 
     def forward_features(self, x):
         """Images [B, C, H, W] → feature map [B, num_features, H/4, W/4]."""
-        x = self.stem(x)
-        if not self.preact:
-            x = F.relu(self.stem_bn(x))
-        x = self.stages(x)
-        return F.relu(self.final_bn(x)) if self.preact else x
+        x = self._stem(x)
+        for stage in self.stages:
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        return self._final_norm(x)
 
-    def forward_head(self, x, pre_logits=False):
-        x = x.mean(dim=(2, 3)) if self.global_pool == "avg" else x.amax(dim=(2, 3))
-        return x if pre_logits else self.head(x)
+    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
+                              intermediates_only=False):
+        """(final features, [outputs of the selected stages]); timm's contract.
+
+        indices: None (every stage), n (the last n) or a list; norm: the pre-activation net's closing BN-ReLU on
+        the last stage's output; stop_early: skip the stages after the last selected one; output_fmt 'NCHW' or
+        'NLC' (flattened).
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        last = len(self.stages) - 1
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        stages = self.stages[:max_index + 1] if stop_early else self.stages
+        intermediates = []
+        x = self._stem(x)
+        for i, stage in enumerate(stages):
+            x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing else stage(x)
+            if i in take_indices:
+                y = self._final_norm(x) if norm and i == last else x
+                intermediates.append(y if output_fmt == "NCHW" else y.flatten(2).transpose(1, 2))
+        if intermediates_only:
+            return intermediates
+        if len(stages) == len(self.stages):
+            x = self._final_norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
+        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
+        forward_features ends at the last kept stage. Returns the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
+        if prune_norm or max_index < len(self.stages) - 1:
+            self.final_bn = nn.Identity()
+        self.stages = self.stages[:max_index + 1]
+        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = pool2d(x, self.global_pool)
+        if pre_logits:
+            return x
+        if self.global_pool == "" and self.num_classes > 0:   # unpooled: logits at every location [B, K, H, W]
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

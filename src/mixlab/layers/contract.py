@@ -1,0 +1,79 @@
+"""The contract of the isotropic backbone's token mixers and channel MLPs.
+
+    Mixer(dim, num_tokens, grid, **own_options)               forward(x [B, N, C], grid=None) -> [B, N, C]
+    Mlp(dim, hidden_dim, num_tokens, grid, **own_options)     forward(x [B, N, C], grid=None) -> [B, N, C]
+
+- `num_tokens` counts every token the mixer will see, prefix (class) tokens included; `grid = (H, W)` is the
+  patch grid, so `num_tokens − H·W` tokens are prefix tokens and stand before the patch tokens.
+- `grid` in forward is the patch grid of the current input (the backbone always passes it); `None` means the
+  grid given at construction. Code that folds tokens to an image uses `tokens_to_image`, which never branches
+  on a tensor's value, so models stay traceable by torch.fx.
+- The constructor takes exactly its own keyword options: `create_mixer` / `create_channel_mlp` check them
+  against the signature and refuse an unknown one in one line that lists the valid ones.
+
+Capabilities are class attributes, read by the backbone (never a list of names):
+
+    fixed_tokens          the weights depend on the token count (token MLP): the image size is fixed
+    needs_grid            the mixer folds the patch tokens to the (H, W) grid (pooling, AFF, conv FFN)
+    supports_class_token  the mixer accepts N + 1 tokens (a class token before the patches)
+    drop_options          the keyword options the backbone fills with its `drop_rate` unless set explicitly
+
+A class that declares nothing is taken to have a free token count, no grid, and no class-token support.
+"""
+import inspect
+
+CAPABILITIES = ("fixed_tokens", "needs_grid", "supports_class_token")
+_DEFAULTS = {"fixed_tokens": False, "needs_grid": False, "supports_class_token": False}
+# The positional part of each contract: not options.
+MIXER_CONTRACT = ("self", "dim", "num_tokens", "grid")
+MLP_CONTRACT = ("self", "dim", "hidden_dim", "num_tokens", "grid")
+
+
+def capabilities(cls):
+    """{capability: bool} of a mixer (or channel-MLP) class; undeclared ones take the conservative default."""
+    return {k: bool(getattr(cls, k, _DEFAULTS[k])) for k in CAPABILITIES}
+
+
+def own_options(cls, contract=MIXER_CONTRACT):
+    """The keyword options a constructor accepts beyond the contract's positional arguments; None when it takes
+    **kwargs (then nothing can be checked)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return sorted(n for n, p in params.items() if n not in contract and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+
+
+def check_options(kind, name, cls, options, contract=MIXER_CONTRACT):
+    """Refuse, in one line, keyword options that `cls` does not accept (a typo in mixer_kwargs / mlp_kwargs)."""
+    valid = own_options(cls, contract)
+    if valid is None:
+        return
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"{kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"its options are: {', '.join(valid) or 'none'}")
+
+
+def tokens_to_image(x, grid):
+    """Patch tokens [B, H·W, C] → image [B, C, H, W]."""
+    b, _, c = x.shape
+    h, w = grid
+    return x.transpose(1, 2).reshape(b, c, h, w)
+
+
+def image_to_tokens(img):
+    """Image [B, C, H, W] → tokens [B, H·W, C]."""
+    return img.flatten(2).transpose(1, 2)
+
+
+def check_token_count(x, expected, grid, what):
+    """x unchanged, or a one-line error when a fixed-token mixer gets another token count. A module that calls
+    it declares `torch.fx.wrap("check_token_count")`: traced graphs then call it as one opaque step, so the
+    check still runs on real tensors instead of failing on symbolic shapes."""
+    n = x.shape[1]
+    if n != expected:
+        prefix = expected - grid[0] * grid[1]
+        extra = f" + {prefix} class token" if prefix else ""
+        raise ValueError(f"{what} is built for {expected} tokens (a {grid[0]}×{grid[1]} patch grid{extra}), got "
+                         f"{n}: rebuild the model with the img_size of your images")
+    return x
