@@ -15,7 +15,9 @@ ALL = mixlab.list_models()
 # The deep CIFAR CNNs are checked at reduced depth here (same blocks, same stage logic); their full-depth
 # counts and forward passes are covered in test_dia.py.
 SHALLOW = {"resnet164": {"depth": 20}, "dia_resnet164": {"depth": 20}, "wrn52_4": {"depth": 16},
-           "dia_wrn52_4": {"depth": 16}}
+           "dia_wrn52_4": {"depth": 16}, "se_resnet164": {"depth": 20}, "preresnet164": {"depth": 20},
+           "dia_preresnet164": {"depth": 20}, "se_preresnet164": {"depth": 20}, "resnext101_8x32d": {"depth": 20},
+           "dia_resnext101_8x32d": {"depth": 20}}
 
 
 def _native(name):

@@ -305,16 +305,16 @@ def test_divergence_in_the_last_update_of_an_epoch_is_caught_and_nothing_nan_is_
 
 
 def test_a_non_finite_test_loss_stops_the_run(tmp_path, monkeypatch):
-    import mixlab.train.engine as engine
-    real = engine.evaluate
+    from mixlab.train.tasks import ClassificationTask
+    real = ClassificationTask.evaluate
     calls = {"n": 0}
 
-    def poisoned(*a, **k):
+    def poisoned(self, run, epoch):
         calls["n"] += 1
-        result = real(*a, **k)
-        return {**result, "loss": float("nan")} if calls["n"] == 2 else result
+        result = real(self, run, epoch)
+        return {**result, "test_loss": float("nan")} if calls["n"] == 2 else result
 
-    monkeypatch.setattr(engine, "evaluate", poisoned)
+    monkeypatch.setattr(ClassificationTask, "evaluate", poisoned)
     cfg = TrainConfig(model="mixer_paper", data=DATA, epochs=3, batch_size=32, device="cpu",
                       out=str(tmp_path / "run"), model_kwargs=dict(TINY))
     with pytest.raises(TrainingDiverged, match=r"test loss became nan after epoch 2; the last good checkpoint is "

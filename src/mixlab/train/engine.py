@@ -235,12 +235,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
                           normalize=(mean, std), seed=config.seed, rank=d.rank, world_size=d.world_size)
 
     torch.manual_seed(config.seed)
-    try:
-        model = create_model(config.model, **task.model_kwargs(train_ds), **config.model_kwargs).to(device)
-    except (TypeError, ValueError) as e:   # a wrong or ill-typed model keyword
-        first = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"cannot build {config.model} with model kwargs {json.dumps(config.model_kwargs)} "
-                         f"for {c}×{h}×{h} images: {first}") from None
+    # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
+    model = create_model(config.model, **task.model_kwargs(train_ds), **config.model_kwargs).to(device)
     optimizer = build_optimizer(model, recipe)
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay else None
     run = Run(config=config, recipe=recipe, dir=out, device=device, dist=d, precision=precision,
