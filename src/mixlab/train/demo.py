@@ -1,64 +1,101 @@
-"""The README's first command: train the four paper models briefly on Fashion-MNIST and compare them.
+"""The README's first command: the five token mixers of the seed papers, trained at one small, equal budget
+on Fashion-MNIST and compared in a table and one plot.
 
-On a GPU: the full dataset for a few epochs; on a CPU: a stratified subset sized to finish in about two
-minutes on two cores. Each model gets an ordinary run directory; the demo directory also gets
-`comparison.png` (test top-1 against epoch, all models) and `comparison.json` (the table).
+CPU (about three minutes of training on two cores): the `*_demo` configs — attention (ViT), token-mixing MLP
+(MLP-Mixer), NiNformer's gating, Activator's GLU and AFF at the same width, depth and patch grid — on the
+full 60,000 training images for a few epochs with the `demo` recipe. GPU: the paper-size configs for
+longer, in about the same time. Every model gets an ordinary run directory; the demo directory also gets
+`comparison.png` (test top-1 on the full 10,000-image test set against training time, all models) and
+`comparison.json` (the table). Test top-1, params, FLOPs and training images/s are reported per model.
 """
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import pyplot, save_figure, write_json
-from .config import TrainConfig
 from ..device import pick_device
+from .config import TrainConfig
 from .engine import train
 
-DEMO_MODELS = ("vit_paper", "mixer_paper", "ninformer_paper", "activator_paper")
-CPU_PLAN = {"epochs": 2, "subset": 500, "batch_size": 32}   # ~4 TFLOP in all: about 2 min on 2 idle cores
-GPU_PLAN = {"epochs": 10, "subset": None, "batch_size": 128}
+MIXER_NAMES = {"vit": "attention", "mixer": "token-mixing MLP", "ninformer": "NiNformer gating",
+               "activator": "Activator GLU", "aff": "adaptive frequency filter"}
 
 
-def run_demo(out=None, models=DEMO_MODELS, device="auto", epochs=None, subset=None, batch_size=None, seed=0,
+@dataclass(frozen=True)
+class DemoPlan:
+    models: tuple
+    recipe: str
+    epochs: int
+    batch_size: int
+    precision: str = None       # None: the recipe's
+    subset: int = None
+
+
+CPU_PLAN = DemoPlan(("vit_demo", "mixer_demo", "ninformer_demo", "activator_demo", "aff_demo"), "demo", 3, 128)
+GPU_PLAN = DemoPlan(("vit_paper", "mixer_paper", "ninformer_paper", "activator_paper", "aff_paper_size"), "mixlab",
+                    15, 512, precision="bf16")
+NEXT_STEP = "mixlab reproduce activator --datasets fashion-mnist   # the paper models and recipe, 100 epochs"
+
+
+def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, batch_size=None, seed=0,
              data_dir=None, log=print):
-    """Train `models` on Fashion-MNIST with the paper recipe; return (rows, demo_dir)."""
+    """Train the demo models on Fashion-MNIST; return (rows, demo_dir, plan)."""
+    from ..bench.flops import model_flops
     from ..data import ensure_default_dataset
+    from ..registry import create_model, model_cfg
 
-    ensure_default_dataset(verbose=True, data_dir=data_dir)
+    folder = ensure_default_dataset(verbose=True, data_dir=data_dir)
     dev = pick_device(device)
-    plan = dict(GPU_PLAN if dev.type == "cuda" else CPU_PLAN)
-    plan.update({k: v for k, v in dict(epochs=epochs, subset=subset, batch_size=batch_size).items() if v})
+    plan = GPU_PLAN if dev.type == "cuda" else CPU_PLAN
+    plan = DemoPlan(tuple(models or plan.models), plan.recipe, epochs or plan.epochs, batch_size or plan.batch_size,
+                    plan.precision, subset)
     demo_dir = Path(out or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    subset_note = f"a stratified {plan['subset']}-image subset" if plan["subset"] else "the full dataset"
-    log(f"demo: {len(models)} models × {plan['epochs']} epochs on Fashion-MNIST ({subset_note}, {dev}); "
-        f"runs in {demo_dir}")
-    rows, histories = [], {}
-    for name in models:
-        run_dir = demo_dir / name
-        summary = train(TrainConfig(model=name, data="fashion-mnist", recipe="auto", device=str(dev), seed=seed,
-                                    out=str(run_dir), data_dir=data_dir, **plan), log=log)
-        rows.append({"model": name, "params": summary["params"], "test_top1": summary["test_top1"],
-                     "seconds": summary["train_seconds"], "run": str(run_dir)})
-        histories[name] = _test_curve(run_dir)
-    write_json(demo_dir / "comparison.json", {"dataset": "fashion-mnist", "device": str(dev), **plan,
-                                              "rows": rows})
-    plot_comparison(demo_dir / "comparison.png", histories, title=f"Fashion-MNIST, {subset_note}, {dev}")
-    return rows, demo_dir
+    data_note = f"a stratified {plan.subset}-image subset" if plan.subset else "all 60,000 training images"
+    log(f"demo: Fashion-MNIST from {folder}; {data_note}, tested on the full 10,000-image test set")
+    log(f"demo: {len(plan.models)} models ({', '.join(plan.models)}), recipe '{plan.recipe}', {plan.epochs} epochs "
+        f"of batch {plan.batch_size} each, on {dev}; run directories in {demo_dir}")
+    rows, curves = [], {}
+    start = time.perf_counter()
+    for name in plan.models:
+        overrides = {"precision": plan.precision} if plan.precision else {}
+        summary = train(TrainConfig(model=name, data="fashion-mnist", recipe=plan.recipe, epochs=plan.epochs,
+                                    batch_size=plan.batch_size, subset=plan.subset, device=str(dev), seed=seed,
+                                    out=str(demo_dir / name), data_dir=data_dir, overrides=overrides), log=log)
+        history = _history(demo_dir / name)
+        train_seconds = sum(r["train_pass_seconds"] for r in history)
+        c, h, _ = (1, 28, 28)
+        flops = model_flops(create_model(name, num_classes=10, in_chans=c, img_size=h), (c, h, h)).total
+        rows.append({"model": name, "mixer": MIXER_NAMES.get(model_cfg(name).get("family"), name),
+                     "params": summary["params"], "gflops": flops / 1e9, "test_top1": summary["test_top1"],
+                     "train_images_per_s": summary["train_images"] * plan.epochs / max(train_seconds, 1e-9),
+                     "train_seconds": train_seconds, "seconds": summary["train_seconds"],
+                     "precision": summary["precision"], "run": str(demo_dir / name)})
+        curves[name] = history
+    total = time.perf_counter() - start
+    write_json(demo_dir / "comparison.json", {"dataset": "fashion-mnist", "device": str(dev), "plan": plan.__dict__,
+                                              "seconds": total, "rows": rows})
+    plot_comparison(demo_dir / "comparison.png", curves,
+                    title=f"Fashion-MNIST, {plan.epochs} epochs each ({plan.recipe} recipe), {dev}")
+    return rows, demo_dir, plan, total
 
 
-def _test_curve(run_dir):
+def _history(run_dir):
     import csv
     with open(Path(run_dir) / "metrics.csv") as f:
-        return [(int(r["epoch"]), float(r["test_top1"])) for r in csv.DictReader(f)]
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def plot_comparison(path, histories, title=""):
-    from matplotlib.ticker import MaxNLocator
+def plot_comparison(path, curves, title=""):
+    """Test top-1 (full test set) against cumulative training time, one line per model."""
     plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, curve in histories.items():
-        ax.plot([e for e, _ in curve], [t for _, t in curve], marker="o", label=name)
-    ax.set(xlabel="epoch", ylabel="test top-1 (%)", title=title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, rows in curves.items():
+        t, seconds = [], 0.0
+        for r in rows:
+            seconds += r["train_pass_seconds"]
+            t.append(seconds)
+        ax.plot(t, [r["test_top1"] for r in rows], marker="o", label=name)
+    ax.set(xlabel="training time (s)", ylabel="test top-1 (%), 10,000 images", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -1,0 +1,40 @@
+"""The demo's configs: the five token mixers of the seed papers at one small, equal size for a CPU minute.
+
+`mixlab demo` compares attention (ViT), the token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's
+GLU and AFF on Fashion-MNIST within about three minutes of training on two CPU cores. Every config shares
+the skeleton — patch 4 on 28 px (7×7 = 49 tokens), width 64, depth 2, channel MLP 128, final norm, mean
+pooling, truncated-normal init, no dropout (too short a run to overfit) — and differs only in the token
+mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models
+'*_demo'`); the paper configs stay the paper's.
+"""
+from .isotropic import IsotropicNet
+from ..registry import register_model
+
+DEMO = dict(patch_size=4, embed_dim=64, depth=2, mlp_hidden_dim=128, global_pool="avg", final_norm=True,
+            drop_rate=0.0, weight_init="trunc_normal")
+MIXERS = {
+    "vit_demo": dict(mixer="attention", mixer_kwargs={"num_heads": 4}, pos_embed="learn"),
+    "mixer_demo": dict(mixer="token_mlp", mixer_kwargs={"token_hidden_dim": 64}),
+    "ninformer_demo": dict(mixer="nin_gating", mixer_kwargs={"hidden_dim": 64}),
+    "activator_demo": dict(mixer="glu_gating", mixer_kwargs={"hidden_dim": 128}),
+    "aff_demo": dict(mixer="aff", mixer_kwargs={"num_groups": 4}),
+}
+FAMILIES = {"vit_demo": "vit", "mixer_demo": "mixer", "ninformer_demo": "ninformer",
+            "activator_demo": "activator", "aff_demo": "aff"}
+
+
+def _register(name):
+    def build(num_classes=10, in_chans=1, img_size=28, **overrides):
+        kwargs = {**DEMO, **MIXERS[name], **overrides}
+        if "mixer_kwargs" in overrides:
+            kwargs["mixer_kwargs"] = {**MIXERS[name]["mixer_kwargs"], **overrides["mixer_kwargs"]}
+        return IsotropicNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size, model_name=name,
+                            **kwargs)
+
+    build.__name__ = name
+    register_model(name, family=FAMILIES[name], paper=False, input_size=(1, 28, 28), num_classes=10,
+                   source="mixlab demo config (train/demo.py)")(build)
+
+
+for _name in MIXERS:
+    _register(_name)
