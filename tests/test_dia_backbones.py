@@ -222,4 +222,4 @@ def test_reproduce_table_trains_every_backbone_with_its_official_recipe():
     for model, (epochs, overrides) in expected.items():
         assert model_recipe("dia", model, "dianet", None, load_recipe)[:2] == (epochs, overrides), model
     recipe = load_recipe("dianet")
-    assert (recipe["lr"], recipe["momentum"], recipe["batch_size"], recipe["gamma"]) == (0.1, 0.9, 128, 0.1)
+    assert (recipe.lr, recipe.momentum, recipe.batch_size, recipe.gamma) == (0.1, 0.9, 128, 0.1)

@@ -338,3 +338,49 @@ def test_digits_are_not_flipped_and_a_collapsed_seed_is_marked(tmp_path):
     assert row["collapsed"] and row["collapsed_seeds"] == [1]
     text = render_markdown("activator", [row])
     assert "↯" in text and "collapsed (seed(s) 1): test top-1 fell to 10.00%" in text
+
+
+# --- the papers' own experiments as tables -------------------------------------------------------------
+def test_vit_vs_mixer_and_activator_glu_plans_list_their_rows(capsys):
+    from mixlab.cli import main
+    from mixlab.reproduce.tables import TABLES
+
+    assert main(["reproduce", "vit-vs-mixer", "--dry-run", "--datasets", "fashion-mnist", "--data-dir",
+                 str(DATA)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fashion-mnist")]
+    assert len(lines) == 8
+    spec = TABLES["vit-vs-mixer"]
+    combos = {(spec.arch_of(m)[0], spec.arch_of(m)[1]["class_token"], spec.arch_of(m)[1]["pos_embed"])
+              for m in spec.models}
+    assert combos == {(a, c, p) for a in ("vit_paper", "mixer_paper") for c in (True, False) for p in ("learn", "none")}
+    assert spec.arch_of("attention-mean-pos_learned") == ("vit_paper", {"class_token": False, "global_pool": "avg",
+                                                                        "pos_embed": "learn"})
+    assert main(["reproduce", "activator-glu", "--dry-run", "--datasets", "fashion-mnist", "--data-dir",
+                 str(DATA)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fashion-mnist")]
+    assert len(lines) == 6 and sum("activator_glu_paper" in ln for ln in lines) == 3
+    assert {TABLES["activator-glu"].arch_of(m)[1]["mixer_kwargs"]["act"] for m in TABLES["activator-glu"].models} == \
+        {"gelu", "silu", "relu"}
+
+
+@pytest.mark.parametrize("table,rows", [("vit-vs-mixer", 8), ("activator-glu", 6)])
+def test_the_experiment_tables_run_end_to_end_on_a_cpu_budget(tmp_path, capsys, table, rows):
+    from mixlab.cli import main
+    args = ["reproduce", table, "--datasets", "fashion-mnist", "--epochs", "1", "--subset", "40", "--batch-size",
+            "20", "--device", "cpu", "--data-dir", str(DATA), "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / f"{table}.json").read_text())
+    assert len(data["rows"]) == rows and len({r["model"] for r in data["rows"]}) == rows
+    for r in data["rows"]:
+        assert r["params"] > 0 and r["gflops"] > 0 and r["published"] is None and r["epochs"] == 1
+        config = json.loads((tmp_path / "fashion-mnist" / r["model"] / "seed0" / "config.json").read_text())
+        assert config["model"] == r["arch"] and config["train"]["model_kwargs"] == r["model_kwargs"]
+    assert data["questions"] and all(set(q) >= {"question", "a", "b", "margin"} for q in data["questions"])
+    assert "Questions (ours, a − b):" in out
+    if table == "vit-vs-mixer":   # a class token adds its parameters (and N+1 token-MLP rows), nothing else
+        p = {r["model"]: r["params"] for r in data["rows"]}
+        assert p["attention-cls-pos_none"] - p["attention-mean-pos_none"] == 256
+        assert p["attention-mean-pos_learned"] - p["attention-mean-pos_none"] == 49 * 256
+    assert main(args + ["--dry-run"]) == 0
+    assert f"0 to train (0 epochs), 0 to resume, {rows} done" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """`mixlab reproduce TABLE`: a paper's table trained here and printed beside the published numbers."""
+import json
 import shlex
 import sys
 
@@ -61,10 +62,13 @@ def _print_plan(report):
     runs = report["runs"]
     print(f"{report['table']} with recipe {report['recipe']!r} -> {report['out']}"
           + (f" (subset {report['subset']})" if report["subset"] else ""))
-    print(f"{'dataset':<14} {'model':<22} {'seed':>4} {'epochs':>6}  {'status':<8} overrides")
+    width = max([22] + [len(r["model"]) for r in runs])
+    print(f"{'dataset':<14} {'model':<{width}} {'seed':>4} {'epochs':>6}  {'status':<8} overrides")
     for r in runs:
-        extra = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
-        print(f"{r['dataset']:<14} {r['model']:<22} {r['seed']:>4} {r['epochs']:>6}  {r['status']:<8} {extra}")
+        extra = " ".join(f"{k}={json.dumps(v)}" for k, v in r["overrides"].items())
+        built = f"  [{r['arch']} {json.dumps(r['model_kwargs'])}]" if r.get("model_kwargs") else ""
+        print(f"{r['dataset']:<14} {r['model']:<{width}} {r['seed']:>4} {r['epochs']:>6}  {r['status']:<8} "
+              f"{extra}{built}")
     for s in report["skipped"]:
         print(f"skipped {s['dataset']}: {s['reason']}")
     new = [r for r in runs if r["status"] == "new"]

@@ -10,21 +10,29 @@ from ..data.spec import get_spec
 from ..fileio import pyplot, save_figure
 from .tables import DATASET_LABELS
 
-def cost_of(model, dataset):
-    """(forward GFLOPs per image, 'GFLOPs') or (parameters in millions, 'M params') without the bench module."""
+def row_gflops(model, model_kwargs, dataset):
+    """Forward GFLOPs per image of `model` (+ kwargs) at `dataset`'s input size (FlopCounterMode + FFT,
+    attention and LSTM formulas, FLOPs = 2·MACs); None when the bench module is not available."""
     from .. import create_model
     spec = get_spec(dataset)
     c, h, w = spec.image_size if spec else (3, 32, 32)
-    net = create_model(model, num_classes=spec.num_classes if spec else 10, in_chans=c, img_size=h)
+    net = create_model(model, num_classes=spec.num_classes if spec else 10, in_chans=c, img_size=h,
+                       **(model_kwargs or {}))
     try:
         from ..bench.flops import model_flops
     except ImportError:
-        return sum(p.numel() for p in net.parameters()) / 1e6, "M params"
-    return model_flops(net, (c, h, w)).total / 1e9, "forward GFLOPs / image"
+        return None
+    return model_flops(net, (c, h, w)).total / 1e9
 
 
-def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
-    """Write the PNG; returns ({(model, dataset): cost}, unit) so the JSON can carry the figures too."""
+def cost_of(model, dataset):
+    """(forward GFLOPs per image, unit) of a registered model at `dataset`'s size (see `row_gflops`)."""
+    return row_gflops(model, {}, dataset), "forward GFLOPs / image"
+
+
+def plot_accuracy_vs_cost(rows, path, title="", cost_fn=None):
+    """Write the PNG; returns ({(model, dataset): cost}, unit) so the JSON can carry the figures too.
+    The cost is each row's `gflops` unless `cost_fn(model, dataset) -> (cost, unit)` is given."""
     plt = pyplot()
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -34,7 +42,7 @@ def plot_accuracy_vs_cost(rows, path, title="", cost_fn=cost_of):
     costs, unit = {}, ""
     for ax, dataset in zip(axes[0], datasets):
         for r in (r for r in rows if r["dataset"] == dataset):
-            cost, unit = cost_fn(r["model"], dataset)
+            cost, unit = cost_fn(r["model"], dataset) if cost_fn else (r["gflops"], "forward GFLOPs / image")
             costs[(r["model"], dataset)] = cost
             ax.errorbar(cost, r["top1_mean"], yerr=r["top1_std"] or 0, fmt="o", capsize=3)
             ax.annotate(r["model"], (cost, r["top1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)

@@ -96,6 +96,23 @@ def check_claims(table, rows):
     return out
 
 
+def answer_questions(table, rows):
+    """The table's questions answered from our rows, per dataset: a − b in points and whether it is within
+    the seed spread (no direction is claimed)."""
+    by_key = {(r["model"], r["dataset"]): r for r in rows}
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for question, a, b in TABLES[table].questions:
+            ra, rb = by_key.get((a, dataset)), by_key.get((b, dataset))
+            if ra is None or rb is None:
+                continue
+            margin = ra["top1_mean"] - rb["top1_mean"]
+            spread = max(ra["top1_std"] or 0.0, rb["top1_std"] or 0.0)
+            out.append({"dataset": dataset, "question": question, "a": a, "b": b, "margin": round(margin, 4),
+                        "within_noise": abs(margin) <= spread, "seeds": min(ra["seeds"], rb["seeds"])})
+    return out
+
+
 def _fmt(value, digits=2, signed=False):
     if value is None:
         return "n/a"
@@ -107,7 +124,7 @@ def _dataset_cell(row):
     return f"{label} †" if row["lossy"] else label
 
 
-def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=None):
+def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=None, questions=()):
     """The side-by-side table as GitHub markdown, with footnotes for every marker it uses."""
     spec = TABLES[table]
     lines = [f"### {spec.title}", ""]
@@ -118,8 +135,8 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         lines += [f"Recipe {recipes}; ours = final-epoch test top-1 (%), mean ± sample std over seeds; "
                   "diff = ours − published (points).", ""]
         lines += ["| model | dataset | precision | epochs | seeds | ours top-1 | published | diff | best-epoch "
-                  "| params | s/run | device | other reported |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| params | GFLOPs | s/run | device | other reported |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours = _fmt(r["top1_mean"]) + ("" if r["top1_std"] is None else f" ± {r['top1_std']:.2f}")
         ours += " ↯" if r.get("collapsed") else ""
@@ -133,7 +150,7 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         lines.append(f"| {r['model']} | {_dataset_cell(r)} | {r.get('precision') or 'n/a'} | {epochs} | "
                      f"{r['seeds']} | {ours} | "
                      f"{_fmt(r['published'])} | {diff} | {_fmt(r['best_top1_mean'])} | {params} | "
-                     f"{r['train_seconds']:.1f} | {r['device']} | {context} |")
+                     f"{_fmt(r.get('gflops'), 3)} | {r['train_seconds']:.1f} | {r['device']} | {context} |")
     notes = []
     augmentations = {}
     for r in rows:
@@ -171,4 +188,11 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
             noise = " (within seed spread)" if c["within_noise"] else ""
             lines.append(f"- {c['better']} > {c['worse']} on {DATASET_LABELS.get(c['dataset'], c['dataset'])}: "
                          f"{verdict}, {c['margin']:+.2f} points{noise}")
+    if questions:
+        lines += ["", "Questions (ours, a − b):"]
+        for q in questions:
+            noise = ("; within the seed spread" if q["within_noise"] and q["seeds"] > 1 else
+                     "; one seed: no spread to compare with" if q["seeds"] < 2 else "")
+            lines.append(f"- {DATASET_LABELS.get(q['dataset'], q['dataset'])}: {q['question']} {q['a']} − {q['b']} "
+                         f"= {q['margin']:+.2f} points{noise}")
     return "\n".join(lines) + "\n"

@@ -12,20 +12,23 @@ from pathlib import Path
 
 from ..registry import list_models
 from ..rundir import RunDir
-from .report import build_row, check_claims, render_markdown
+from .plot import row_gflops
+from .report import answer_questions, build_row, check_claims, render_markdown
 from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
 
 
 
 @dataclass
 class PlannedRun:
-    model: str
+    model: str            # the table's row label (a registered model, or a variant of one)
     dataset: str          # ours (e.g. cifar10-jpeg)
     seed: int
     path: Path
     epochs: int
     overrides: dict = field(default_factory=dict)
-    status: str = "new"   # new | partial | done
+    status: str = "new"   # new | partial | done | foreign
+    arch: str = None      # the registered model the row trains (None: `model` itself)
+    model_kwargs: dict = field(default_factory=dict)
 
 
 def augmentation_of(rundir):
@@ -125,9 +128,11 @@ def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra
             # the user's --set comes last, over the table's per-dataset and per-model settings
             extra_here = {**dataset_recipe(table, ours, recipe, load_recipe), **(extra or {})}
             run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe, extra_here)
+            arch, model_kwargs = get_table(table).arch_of(model)
             for seed in range(seeds):
                 path = Path(out, ours, model, f"seed{seed}")
-                runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path)))
+                runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path), arch,
+                                       model_kwargs))
     return runs
 
 
@@ -136,9 +141,11 @@ def _check_done(run, summary, recipe_name, subset):
     for key, want in (("epochs", run.epochs), ("recipe", recipe_name), ("subset", subset), ("seed", run.seed)):
         if summary.get(key) != want:
             return f"{run.path} was trained with {key}={summary.get(key)!r}, not {want!r}"
-    had = RunDir(run.path).read_config(need=("train",))["train"].get("overrides")
-    if had is not None and json.dumps(had, sort_keys=True) != json.dumps(run.overrides, sort_keys=True):
-        return f"{run.path} was trained with recipe overrides {had}, not {run.overrides}"
+    train = RunDir(run.path).read_config(need=("train",))["train"]
+    for key, want in (("overrides", run.overrides), ("model_kwargs", run.model_kwargs)):
+        had = train.get(key)
+        if had is not None and json.dumps(had, sort_keys=True) != json.dumps(want, sort_keys=True):
+            return f"{run.path} was trained with {key.replace('_', ' ')} {had}, not {want}"
     return None
 
 
@@ -169,7 +176,8 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
             action = "training" if run.status == "new" else "resuming"
             log(f"[{started}/{max(todo, started)}] {action} {run.model} on {run.dataset} seed {run.seed} "
                 f"({run.epochs} epochs) -> {run.path}")
-            cfg = TrainConfig(model=run.model, data=run.dataset, recipe=recipe, epochs=run.epochs,
+            cfg = TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs), data=run.dataset,
+                              recipe=recipe, epochs=run.epochs,
                               batch_size=batch_size, subset=subset, device=device, out=str(run.path),
                               resume=str(run.path) if run.status != "new" else None, seed=run.seed,
                               data_dir=data_dir, compile=compile, overrides=dict(run.overrides))
@@ -205,7 +213,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     recipe_name, overrides = base.name, dict(overrides or {})
     base.replace(where="--set", **overrides)
     models = select(spec.models, models, "model")
-    missing = [m for m in models if m not in list_models()]
+    missing = [spec.arch_of(m)[0] for m in models if spec.arch_of(m)[0] not in list_models()]
     if missing:
         raise ValueError(f"model(s) {', '.join(missing)} of the {table} table are not registered in this mixlab")
     names = select(spec.datasets, datasets, "dataset")
@@ -218,8 +226,9 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     runs = plan(table, out, found, models, seeds, recipe, epochs, load_recipe, overrides)
     report = {"table": table, "title": spec.title, "recipe": recipe_name, "out": str(out), "subset": subset,
               "overrides": overrides,
-              "runs": [{"model": r.model, "dataset": r.dataset, "seed": r.seed, "epochs": r.epochs,
-                        "status": r.status, "path": str(r.path), "overrides": r.overrides} for r in runs],
+              "runs": [{"model": r.model, "arch": r.arch, "model_kwargs": r.model_kwargs, "dataset": r.dataset,
+                        "seed": r.seed, "epochs": r.epochs, "status": r.status, "path": str(r.path),
+                        "overrides": r.overrides} for r in runs],
               "skipped": skipped}
     if dry_run:
         return report
@@ -234,9 +243,13 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
             summaries = results.get((model, ours))
             if summaries:
                 _, _, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe, overrides)
-                rows.append(build_row(table, model, ours, recipe_name, summaries, published, recipe_epochs))
+                row = build_row(table, model, ours, recipe_name, summaries, published, recipe_epochs)
+                row["arch"], row["model_kwargs"] = spec.arch_of(model)
+                row["gflops"] = row_gflops(row["arch"], row["model_kwargs"], ours)
+                rows.append(row)
     claims = check_claims(table, rows)
-    report.update(rows=rows, claims=claims, failed=failed, metric="final-epoch test top-1 (%)",
+    report.update(rows=rows, claims=claims, questions=answer_questions(table, rows), failed=failed,
+                  metric="final-epoch test top-1 (%)",
                   notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
                   date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
                   versions=_versions())
@@ -247,7 +260,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
         report.update(plot=str(png), cost_unit=unit)
         for r in rows:
             r["cost"] = costs.get((r["model"], r["dataset"]))
-    report["markdown"] = render_markdown(table, rows, skipped, failed, claims, overrides)
+    report["markdown"] = render_markdown(table, rows, skipped, failed, claims, overrides, report["questions"])
     _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
     return report
 

@@ -26,6 +26,16 @@ class TableSpec:
     model_overrides: dict = field(default_factory=dict)
     # our dataset -> recipe keys for it (augmentation the dataset's labels do not survive, e.g. flipped digits)
     dataset_overrides: dict = field(default_factory=dict)
+    # row label -> (registered model, model kwargs) for rows that are a model built another way; a label
+    # not listed here is a registered model with its own config
+    variants: dict = field(default_factory=dict)
+    # (question, row a, row b): comparisons the table reports as a − b, without claiming a direction
+    questions: tuple = ()
+
+    def arch_of(self, label):
+        """(registered model, model kwargs) of a row."""
+        model, kwargs = self.variants.get(label, (label, {}))
+        return model, dict(kwargs)
 
 
 # The official NiNformer/Activator scripts are CIFAR-only (crop + flip). A mirrored digit is another glyph
@@ -84,6 +94,54 @@ TABLES = {
              "official nets downsample 32x, so a 32 px image reaches the AFF stages at 4², 2² and 1²; the "
              "*_cifar rows keep the same widths and blocks with a stride-1 stem and layer2 (stride 8 in all)."),
 }
+
+def _vit_vs_mixer():
+    """mixer ∈ {attention, token MLP} × pooling ∈ {class token, mean} × position embedding ∈ {learned, none},
+    each row built from vit_paper / mixer_paper (so everything else is the paper's equalised setting)."""
+    variants = {}
+    for mixer, base in (("attention", "vit_paper"), ("token_mlp", "mixer_paper")):
+        for pool in ("cls", "mean"):
+            for pos in ("learned", "none"):
+                kwargs = {"class_token": pool == "cls", "global_pool": "token" if pool == "cls" else "avg",
+                          "pos_embed": "learn" if pos == "learned" else "none"}
+                variants[f"{mixer}-{pool}-pos_{pos}"] = (base, kwargs)
+    return variants
+
+
+VIT_VS_MIXER = _vit_vs_mixer()
+ACTIVATIONS = {"geglu": "gelu", "swiglu": "silu", "reglu": "relu"}
+ACTIVATOR_GLU = {f"activator{'' if mlp else '_glu'}_{name}": ("activator_paper" if mlp else "activator_glu_paper",
+                                                               {"mixer_kwargs": {"act": act}})
+                 for mlp in (True, False) for name, act in ACTIVATIONS.items()}
+
+TABLES["vit-vs-mixer"] = TableSpec(
+    "vit-vs-mixer", "ViT vs MLP-Mixer as one model class: token mixer x pooling x position embedding",
+    tuple(VIT_VS_MIXER), ("cifar10", "fashion-mnist"), "paper", variants=VIT_VS_MIXER,
+    dataset_overrides=DIGITS_NO_FLIP,
+    questions=(
+        ("does a class token matter versus mean pooling? (attention)", "attention-cls-pos_learned",
+         "attention-mean-pos_learned"),
+        ("does a class token matter versus mean pooling? (token MLP)", "token_mlp-cls-pos_none",
+         "token_mlp-mean-pos_none"),
+        ("would position embeddings help the Mixer? (mean pooling)", "token_mlp-mean-pos_learned",
+         "token_mlp-mean-pos_none"),
+        ("does the Mixer still work with one token feeding the classifier?", "token_mlp-cls-pos_none",
+         "token_mlp-mean-pos_none"),
+        ("attention vs token MLP, each in its paper form", "attention-mean-pos_learned", "token_mlp-mean-pos_none"),
+    ),
+    note="The open questions of the ViT-vs-Mixer comparison (papers.md §7). Every row is vit_paper or mixer_paper "
+         "with only pooling and position embedding changed; attention-mean-pos_learned is vit_paper and "
+         "token_mlp-mean-pos_none is mixer_paper. With a class token the token MLP mixes N+1 tokens.")
+TABLES["activator-glu"] = TableSpec(
+    "activator-glu", "Activator's GLU ablation (arXiv 2405.15953): activation x second MLP",
+    tuple(ACTIVATOR_GLU), ("mnist", "cifar10", "cifar100", "fashion-mnist"), "paper", variants=ACTIVATOR_GLU,
+    dataset_overrides=DIGITS_NO_FLIP,
+    questions=tuple((f"{a} vs GEGLU ({'with' if mlp else 'without'} the second MLP)",
+                     f"activator{'' if mlp else '_glu'}_{a}", f"activator{'' if mlp else '_glu'}_geglu")
+                    for mlp in (True, False) for a in ("swiglu", "reglu")),
+    note="GEGLU (GELU gate, the official code), SwiGLU (SiLU) and ReGLU (ReLU) in the Activator gating unit, with "
+         "(activator_paper) and without (activator_glu_paper) the second, non-gated MLP. The paper reports "
+         "robustness to the activation; its ablation numbers were not retrieved.")
 
 # The paper's dataset -> our datasets, in order of preference (lossless first).
 DATASET_CANDIDATES = {
