@@ -162,7 +162,8 @@ def test_value_ranges_config_and_bad_arguments():
     assert task.normalize(3) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     g1, g2 = step_generator(0, 3, rank=1), step_generator(0, 3, rank=1)
     assert torch.equal(torch.randn(4, generator=g1), torch.randn(4, generator=g2))
-    assert not torch.equal(torch.randn(4, generator=step_generator(0, 3, 0)), torch.randn(4, generator=step_generator(0, 3, 1)))
+    other_rank = torch.randn(4, generator=step_generator(0, 3, rank=0))
+    assert not torch.equal(other_rank, torch.randn(4, generator=step_generator(0, 3, rank=1)))
     for make, message in [(lambda: DiffusionTask(num_train_timesteps=1), "num_train_timesteps"),
                           (lambda: DiffusionTask(beta_schedule="cosine"), "beta_schedule"),
                           (lambda: DiffusionTask(num_train_timesteps=10, sample_steps=11), "sample_steps"),

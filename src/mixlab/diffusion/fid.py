@@ -76,11 +76,15 @@ class FrechetDistance:
         fd.score(samples_uint8)  # {'fid', 'feature_space', 'n_real', 'n_fake'}; real statistics are kept
 
     features: "inception" or an nn.Module mapping uint8 images to [N, D], with `num_features` = D and a
-    `feature_space` string naming it; inception_weights: a local copy of torch-fidelity's pt_inception-2015-12-05 file, for machines
-    without a network.
+    `feature_space` string naming it; inception_weights: a local copy of torch-fidelity's
+    pt_inception-2015-12-05 file, for machines without a network.
+
+    Under DDP with `sync=True` (torchmetrics' sync_on_compute) every rank adds its own shard of the real and
+    generated images and calls `score`, and the statistics are summed over ranks; with `sync=False` each
+    process scores alone (e.g. rank 0 only, which would otherwise wait for the other ranks forever).
     """
 
-    def __init__(self, features="inception", device="cpu", batch_size=250, inception_weights=None):
+    def __init__(self, features="inception", device="cpu", batch_size=250, inception_weights=None, sync=True):
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         if batch_size < 1:
@@ -91,7 +95,8 @@ class FrechetDistance:
                 raise ValueError(f"features must be 'inception' or an nn.Module, got {features!r}")
             try:
                 metric = FrechetInceptionDistance(feature=2048, reset_real_features=False, normalize=False,
-                                                  feature_extractor_weights_path=inception_weights)
+                                                  feature_extractor_weights_path=inception_weights,
+                                                  sync_on_compute=sync)
             except ModuleNotFoundError as err:
                 raise ImportError("Inception FID needs torch-fidelity (pip install torch-fidelity); offline, use "
                                   "FrechetDistance(ClassifierFeatures.from_run(RUN))") from err
@@ -105,7 +110,7 @@ class FrechetDistance:
             if not isinstance(getattr(features, "num_features", None), int):
                 raise ValueError(f"the feature module {type(features).__name__} needs an int `num_features` "
                                  f"attribute (its output width)")
-            metric = FrechetInceptionDistance(feature=features, reset_real_features=False)
+            metric = FrechetInceptionDistance(feature=features, reset_real_features=False, sync_on_compute=sync)
             self.feature_space = getattr(features, "feature_space", None) or \
                 f"custom {type(features).__name__}, {metric.real_features_sum.numel()}-d"
         else:
@@ -140,8 +145,8 @@ class FrechetDistance:
                 "n_real": self.n_real, "n_fake": int(self.metric.fake_features_num_samples)}
 
 
-def frechet_distance(real, fake, features="inception", device="cpu", batch_size=250):
+def frechet_distance(real, fake, features="inception", device="cpu", batch_size=250, sync=True):
     """One-shot FD of uint8 image sets `fake` against `real`: {'fid', 'feature_space', 'n_real', 'n_fake'}."""
-    fd = FrechetDistance(features, device=device, batch_size=batch_size)
+    fd = FrechetDistance(features, device=device, batch_size=batch_size, sync=sync)
     fd.add_real(real)
     return fd.score(fake)
