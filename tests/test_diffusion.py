@@ -188,7 +188,7 @@ def add_noise(images, sigma, seed=0):
 
 
 def test_frechet_distance_equals_the_formula_with_scipy():
-    from scipy import linalg
+    linalg = pytest.importorskip("scipy.linalg")
     real, fake = squares(300), add_noise(squares(300, seed=1), 30)
     result = frechet_distance(real, fake, PooledPixels(), batch_size=64)
     assert result["feature_space"] == "pooled pixels, 16-d" and (result["n_real"], result["n_fake"]) == (300, 300)
