@@ -253,7 +253,9 @@ def _register(name, base, source):
         return UNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **{**base, **overrides})
 
     build.__name__ = name
-    register_model(name, family="unet", paper=False, input_size=(3, 32, 32), num_classes=0, source=source)(build)
+    # task: the engine trains it as a denoiser (mixlab.diffusion.task); recipe: what `--recipe auto` picks.
+    register_model(name, family="unet", paper=False, input_size=(3, 32, 32), num_classes=0, source=source,
+                   task="diffusion", recipe="ddpm")(build)
 
 
 for _size, _dims in SIZES.items():
