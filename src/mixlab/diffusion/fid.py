@@ -13,10 +13,44 @@
 Every result carries its `feature_space`. Images go in as uint8 [N, C, H, W] (generated ones quantised like
 saved PNGs). torchmetrics sums the feature statistics across DDP ranks when a process group is up.
 """
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
 
 INCEPTION_SPACE = "inception-v3 pool3 (2048-d, torch-fidelity FID weights)"
+# torch-fidelity's FID Inception weights: the file its first use downloads into torch's hub cache.
+INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_HOST = "github.com"
+
+
+def inception_status(online=None):
+    """Whether Inception FID can run here, without downloading anything: (usable, weights path or None, why).
+
+    Usable when torch-fidelity is installed and either the weights are local (`$MIXLAB_INCEPTION_WEIGHTS`, or
+    torch's hub cache) or the machine is online (torch-fidelity then downloads them on first use; weights path
+    None). `online()` answers the last question (default: github.com answers and MIXLAB_OFFLINE is unset).
+    """
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return False, None, "torch-fidelity is not installed (pip install 'mixlab[diffusion]')"
+    given = os.environ.get("MIXLAB_INCEPTION_WEIGHTS")
+    if given:
+        if not Path(given).is_file():
+            return False, None, f"MIXLAB_INCEPTION_WEIGHTS={given} is not a file"
+        return True, given, f"Inception weights from {given}"
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+    if cached.is_file():
+        return True, str(cached), f"Inception weights from {cached}"
+    if online is None:
+        from ..data.load import _online
+        online = lambda: _online(INCEPTION_WEIGHTS_HOST)   # noqa: E731
+    if online():
+        return True, None, f"torch-fidelity downloads the Inception weights into {cached.parent}"
+    return False, None, (f"the Inception weights are not in {cached.parent} (or $MIXLAB_INCEPTION_WEIGHTS) and "
+                         f"{INCEPTION_WEIGHTS_HOST} cannot be reached")
 
 
 class ClassifierFeatures(nn.Module):
@@ -77,7 +111,7 @@ class FrechetDistance:
 
     features: "inception" or an nn.Module mapping uint8 images to [N, D], with `num_features` = D and a
     `feature_space` string naming it; inception_weights: a local copy of torch-fidelity's
-    pt_inception-2015-12-05 file, for machines without a network.
+    weights-inception-2015-12-05-6726825d.pth, for machines without a network.
 
     Under DDP with `sync=True` (torchmetrics' sync_on_compute) every rank adds its own shard of the real and
     generated images and calls `score`, and the statistics are summed over ranks; with `sync=False` each
@@ -102,7 +136,7 @@ class FrechetDistance:
                                   "FrechetDistance(ClassifierFeatures.from_run(RUN))") from err
             except OSError as err:
                 raise OSError(f"could not fetch the Inception FID weights ({err}); pass inception_weights=PATH to "
-                              f"a local pt_inception-2015-12-05 file, or use a ClassifierFeatures space") from err
+                              f"a local {INCEPTION_WEIGHTS_FILE}, or use a ClassifierFeatures space") from err
             metric.inception = _RepeatToRGB(metric.inception)
             self.feature_space = INCEPTION_SPACE
         elif isinstance(features, nn.Module):
