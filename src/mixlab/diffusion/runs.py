@@ -22,15 +22,15 @@ def read_diffusion_config(run_dir):
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"no run directory at {run.path}")
-    config = run.read_config(need=("model", "recipe"))
+    config = run.read_config(need=("model",))
     try:
         task = model_cfg(config["model"]).get("task", "classification")
     except ValueError as e:
         raise ValueError(f"{run.path}: {e}") from None
     if task != "diffusion":
-        raise ValueError(f"{run.path} is a {task} run of {config['model']}; sampling needs a diffusion run "
+        raise ValueError(f"{run.path} holds {config['model']}, a {task} model; sampling needs a diffusion run "
                          f"(a unet_*, se_unet_* or dia_unet_* model)")
-    return config
+    return run.read_config(need=("model", "recipe"))
 
 
 def load_denoiser(run_dir, weights="last", device="cpu"):
