@@ -242,3 +242,24 @@ def test_bad_input_gets_one_line_errors():
         with pytest.raises(ValueError, match=message) as err:
             make()
         assert "\n" not in str(err.value)
+
+
+def test_models_list_and_bench_handle_the_denoisers(capsys):
+    """The registry says what a UNet is (no classes, a diffusion task, the ddpm recipe); `mixlab models` lists
+    them with 0 classes and `bench` measures x ↦ ε̂(x, t) through its one-input adapter."""
+    from mixlab.bench import BenchConfig
+    from mixlab.bench.run import bench_model
+    from mixlab.cli import main
+
+    cfg = mixlab.model_cfg("se_unet_small")
+    assert (cfg["num_classes"], cfg["task"], cfg["recipe"]) == (0, "diffusion", "ddpm")
+    assert main(["models", "*unet_tiny", "--img-size", "28", "--in-chans", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    model = mixlab.create_model("dia_unet_tiny", in_chans=1, img_size=28)
+    assert [ln.split()[0] for ln in lines] == ["dia_unet_tiny", "se_unet_tiny", "unet_tiny"]
+    assert lines[0].split()[3] == f"{n_params(model):,}"
+    row = bench_model("unet_tiny", BenchConfig(batch_size=2, warmup=1, repeats=1, img_size=16, threads=1,
+                                               memory=False).resolved())
+    assert row["status"] == "ok" and row["family"] == "unet" and "peer" not in row
+    assert row["params"] == n_params(mixlab.create_model("unet_tiny", img_size=16))
+    assert 0 < row["flops_fwd"] < row["flops_fwd_bwd"] and row["train_step_ms"] > 0
