@@ -129,6 +129,18 @@ def test_diffusion_needs_pixels_in_minus_one_one(tmp_path):
     assert not (tmp_path / "run" / "config.json").exists()
 
 
+def test_resume_draws_a_grid_the_kill_cut_off(tmp_path):
+    """The grid is written after the epoch's commit; a run resumed from that commit draws it again, the same
+    image (the same EMA weights, seed and reverse steps)."""
+    config = tiny_config(tmp_path / "run", model="unet_tiny", epochs=1, overrides=dict(FAST, sample_every=1))
+    train(config, log=None)
+    grid = tmp_path / "run" / "samples" / "epoch_001.png"
+    drawn = grid.read_bytes()
+    grid.unlink()                                       # as if killed between the commit and the grid
+    train(TrainConfig(resume=str(tmp_path / "run"), epochs=2, device="cpu"), log=None)
+    assert grid.read_bytes() == drawn and (tmp_path / "run" / "samples" / "epoch_002.png").is_file()
+
+
 def _train_cmd(out, *extra):
     return [sys.executable, "-m", "mixlab.cli", "train", "--model", "se_unet_tiny", "--data", SYNTH, "--epochs", "3",
             "--batch-size", "16", "--lr", "2e-3", "--seed", "2", "--device", "cpu", "--out", str(out),
