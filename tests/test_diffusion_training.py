@@ -112,6 +112,9 @@ def test_eval_and_sample_commands(trained, tmp_path, capsys):
     assert a.shape == (2 + 2 * 18, 2 + 3 * 18) and np.array_equal(a, b) and not np.array_equal(a, c)
     assert main(["sample", "--run", str(out), "--n", "2", "--device", "cpu"]) == 0   # the recipe's 3 steps
     assert (out / "samples" / "sample-seed0.png").is_file()
+    # the run's seed and grid size give back the engine's last grid, drawn from the same final EMA weights
+    assert main(["sample", "--run", str(out), "--n", "4", "--seed", "1", "--out", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d.png").read_bytes() == (out / "samples" / "epoch_003.png").read_bytes()
     capsys.readouterr()
     # one-line refusals: a classifier's run, a missing run, a non-PNG output
     mixlab.save(mixlab.create_model("vit_paper", depth=1), tmp_path / "clf", weights_name="last.safetensors")
