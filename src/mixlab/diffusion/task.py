@@ -65,7 +65,7 @@ class DenoisingTask:
         d = run.dist
         # The global batch this step belongs to: scale = W / n_g (0 marks a rank's stand-in sample).
         global_n = round(d.world_size / scale) if scale else len(x) * d.world_size
-        gen = step_generator(run.config.seed, step, 0, x.device)
+        gen = step_generator(run.config.seed, step, 0, x.device)   # one stream per step, not per rank
         t, noise = self.process.draw(global_n, x.shape[1:], gen, x.device)
         t, noise = t[d.rank::d.world_size][:len(x)], noise[d.rank::d.world_size][:len(x)]
         per_image = self.process.losses(run.net, x, t, noise, run.precision.autocast)
