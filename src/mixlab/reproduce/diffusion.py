@@ -269,7 +269,8 @@ def check_claims(table, rows):
             margin = b["fid_mean"] - a["fid_mean"]      # > 0: better's samples are closer to the test set
             spread = max(a["fid_std"] or 0.0, b["fid_std"] or 0.0)
             out.append({"dataset": dataset, "better": better, "worse": worse, "margin": round(margin, 4),
-                        "holds": margin > 0, "within_noise": abs(margin) <= spread, "metric": "fid"})
+                        "holds": margin > 0, "within_noise": abs(margin) <= spread, "metric": "fid",
+                        "values": [a["fid_mean"], b["fid_mean"]]})
     return out
 
 
@@ -339,6 +340,7 @@ def render_markdown(table, rows, spaces, skipped=(), failed=(), claims=(), overr
         for c in claims:
             verdict = "holds" if c["holds"] else "does not hold"
             noise = " (within seed spread)" if c["within_noise"] else ""
-            lines.append(f"- {c['better']} below {c['worse']} on {_label(c['dataset'])}: {verdict}, FD lower by "
-                         f"{c['margin']:+.2f}{noise}")
+            ours, theirs = c["values"]
+            lines.append(f"- {c['better']} below {c['worse']} on {_label(c['dataset'])}: {verdict}, FD {ours:.2f} "
+                         f"vs {theirs:.2f}{noise}")
     return "\n".join(lines) + "\n"
