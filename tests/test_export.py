@@ -40,8 +40,12 @@ def _build(name, in_chans, img_size, overrides, num_classes=10):
                                **overrides).eval()
 
 
+# Families that `mixlab export` does not handle, with the reason.
+NOT_EXPORTED = {"unet": "a denoiser with two inputs (x_t, t) and an image output; export serves classifiers"}
+
+
 def test_every_registered_family_has_an_export_case():
-    families = {mixlab.model_cfg(n)["family"] for n in mixlab.list_models()}
+    families = {mixlab.model_cfg(n)["family"] for n in mixlab.list_models()} - set(NOT_EXPORTED)
     assert families <= {mixlab.model_cfg(c[0])["family"] for c in CASES.values()}
 
 

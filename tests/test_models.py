@@ -11,7 +11,8 @@ from mixlab.mixers import create_mixer
 from mixlab.layers import ConvFeedForward
 from mixlab.models import IsotropicNet
 
-ALL = mixlab.list_models()
+# The diffusion UNets are denoisers f(x_t, t) without a classifier; tests/test_unet.py covers them.
+ALL = [n for n in mixlab.list_models() if mixlab.model_cfg(n)["family"] != "unet"]
 # The deep CIFAR CNNs are checked at reduced depth here (same blocks, same stage logic); their full-depth
 # counts and forward passes are covered in test_dia.py.
 SHALLOW = {"resnet164": {"depth": 20}, "dia_resnet164": {"depth": 20}, "wrn52_4": {"depth": 16},

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .flops import model_flops
 from .memory import peak_memory, tensor_bytes
@@ -182,16 +183,36 @@ def _is_oom(err):
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+class DenoiserStep(nn.Module):
+    """A denoiser ε̂ = f(x, t) (the diffusion UNets) as a one-input module for the measurements above:
+    x ↦ f(x, t_mid) flattened to [B, C·H·W], so the training step's loss has the batch-first 2-D shape it
+    expects. A UNet's cost does not depend on t (mid-schedule here), and the loss is negligible beside it."""
+
+    def __init__(self, model, timestep=500):
+        super().__init__()
+        self.model, self.timestep = model, timestep
+        self.in_chans, self.img_size, self.num_classes = model.in_chans, model.img_size, 0
+
+    def forward(self, x):
+        t = torch.full((x.shape[0],), self.timestep, device=x.device)
+        return self.model(x, t).flatten(1)
+
+
 def bench_model(name, cfg, img_size=None):
     """Build the registered model `name` (at `img_size`, else cfg.img_size, else native) and measure it.
+    A denoiser (registered task 'diffusion') is measured through `DenoiserStep`.
 
     A CUDA out-of-memory error gives a row with status 'oom' instead of an exception.
     """
     from .. import create_model, model_cfg
     size = img_size or cfg.img_size
-    model = create_model(name, img_size=size, in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+    denoiser = model_cfg(name).get("task") == "diffusion"
+    model = create_model(name, img_size=size, in_chans=cfg.in_chans, num_classes=0 if denoiser else cfg.num_classes)
+    if denoiser:
+        model = DenoiserStep(model)
     try:
-        return bench_module(model, name, cfg, family=model_cfg(name).get("family"))
+        return bench_module(model, name, cfg, family=model_cfg(name).get("family"),
+                            input_size=(model.in_chans, model.img_size) if denoiser else None)
     except RuntimeError as err:
         if not _is_oom(err):
             raise
@@ -214,7 +235,7 @@ def add_ratios(row, peer_row):
 def run_bench(names, cfg, peers=True, progress=None):
     """Benchmark registered models `names`; with `peers`, also their timm peers (each distinct config once)
     and the ratios. Returns the rows, mixlab models first, then peers. `progress(msg)` is told each step."""
-    from .. import create_model
+    from .. import create_model, model_cfg
     if not names:
         raise ValueError("no model given; `mixlab models` lists them")
     cfg = cfg.resolved()
@@ -224,7 +245,7 @@ def run_bench(names, cfg, peers=True, progress=None):
         say(f"bench {name}")
         row = bench_model(name, cfg)
         rows.append(row)
-        if peers and row["status"] == "ok":
+        if peers and row["status"] == "ok" and model_cfg(name).get("task") != "diffusion":   # no timm peer
             pc = peer_config(create_model(name, img_size=cfg.img_size, in_chans=cfg.in_chans,
                                           num_classes=cfg.num_classes))
             if pc is not None:

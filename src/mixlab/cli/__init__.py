@@ -7,9 +7,9 @@ import importlib
 import json
 import sys
 
-VERBS = ["models", "train", "eval", "demo", "bench", "reproduce", "export", "predict", "analyze"]
-_MODULES = {"models": "models", "train": "train", "eval": "train", "demo": "demo", "bench": "bench",
-            "reproduce": "reproduce", "export": "export", "predict": "export", "analyze": "analyze"}
+VERBS = ["models", "train", "eval", "sample", "demo", "bench", "reproduce", "export", "predict", "analyze"]
+_MODULES = {"models": "models", "train": "train", "eval": "train", "sample": "sample", "demo": "demo",
+            "bench": "bench", "reproduce": "reproduce", "export": "export", "predict": "export", "analyze": "analyze"}
 
 
 def _int_at_least(low, what):

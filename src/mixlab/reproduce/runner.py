@@ -149,6 +149,13 @@ def _check_done(run, summary, recipe_name, subset):
     return None
 
 
+def final_result(summary):
+    """A finished run's result in words: top-1 for a classifier, test loss for a denoiser."""
+    if summary.get("test_top1") is None and summary.get("test_loss") is not None:
+        return f"final test loss {summary['test_loss']:.4f}"
+    return f"final test top-1 {summary['test_top1']:.2f}%"
+
+
 def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log):
     """Train or resume every run not done; (summaries by (model, dataset), failures)."""
     from ..train import TrainConfig
@@ -189,7 +196,7 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                 failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed, "error": kind + first})
                 log(f"    failed: {failed[-1]['error']}")
                 continue
-            log(f"    final test top-1 {summary['test_top1']:.2f}%  ({summary.get('train_seconds', 0):.0f} s)")
+            log(f"    {final_result(summary)}  ({summary.get('train_seconds', 0):.0f} s)")
         summary = dict(summary, augmentation=augmentation_of(RunDir(run.path)))
         results.setdefault((run.model, run.dataset), []).append(summary)
     return results, failed
@@ -198,12 +205,14 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
               markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
-              cost_fn=None):
+              cost_fn=None, fid="auto", fid_samples=None):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
     `train_fn` and `probe` default to the engine's `train` and a test-split load of the dataset; `plot` adds
     top-1 against forward FLOPs (`cost_fn(model, dataset) -> (cost, unit)`, default the bench FLOP counter).
+    A diffusion table (dia-diffusion) scores its runs by Fréchet distance after they finish (reproduce/diffusion.py):
+    `fid` auto | inception | classifier picks the feature space, `fid_samples` caps the samples per run.
     """
     from ..train import load_recipe
 
@@ -230,6 +239,12 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
                         "seed": r.seed, "epochs": r.epochs, "status": r.status, "path": str(r.path),
                         "overrides": r.overrides} for r in runs],
               "skipped": skipped}
+    if spec.task == "diffusion":   # the FID feature space, and the classifiers that provide one, are planned too
+        from . import diffusion
+        if plot:
+            raise ValueError(f"--plot draws top-1 against FLOPs; the {table} table reports Fréchet distances")
+        fid_plan = diffusion.fid_plan(out, found, fid)
+        report["runs"] += diffusion.classifier_runs(fid_plan)
     if dry_run:
         return report
     if train_fn is None:
@@ -237,6 +252,18 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
                               train_fn, log)
     published = load_published()
+    if spec.task == "diffusion":   # rows are Fréchet distances of the finished runs' samples
+        recipe_epochs = {m: model_recipe(table, m, recipe, epochs, load_recipe, overrides)[2] for m in models}
+        report.update(diffusion.diffusion_results(
+            table, runs, results, failed, found, models, fid_plan, recipe_name, recipe_epochs, subset, device,
+            data_dir, compile, train_fn, log, **({"fid_samples": fid_samples} if fid_samples else {})))
+        report.update(notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
+                      date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
+                      versions=_versions())
+        report["markdown"] = diffusion.render_markdown(table, report["rows"], report["fid"], skipped,
+                                                       report["failed"], report["claims"], overrides)
+        _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
+        return report
     rows = []
     for _, ours in found:
         for model in models:

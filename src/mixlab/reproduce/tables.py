@@ -31,6 +31,9 @@ class TableSpec:
     variants: dict = field(default_factory=dict)
     # (question, row a, row b): comparisons the table reports as a − b, without claiming a direction
     questions: tuple = ()
+    # classification: rows are final-epoch top-1; diffusion: rows are Fréchet distances of samples
+    # (reproduce/diffusion.py), claims read "lower is better"
+    task: str = "classification"
 
     def arch_of(self, label):
         """(registered model, model kwargs) of a row."""
@@ -93,6 +96,17 @@ TABLES = {
              "have no published target, and the ImageNet numbers are shown for context, not compared. The "
              "official nets downsample 32x, so a 32 px image reaches the AFF stages at 4², 2² and 1²; the "
              "*_cifar rows keep the same widths and blocks with a stride-1 stem and layer2 (stride 8 in all)."),
+    "dia-diffusion": TableSpec(
+        "dia-diffusion", "DIA on a diffusion UNet (arXiv 2210.16101): DDPM UNet vs UNet+SE vs UNet+DIA",
+        ("unet_small", "se_unet_small", "dia_unet_small", "unet_tiny", "se_unet_tiny", "dia_unet_tiny"),
+        ("fashion-mnist", "cifar10"), "ddpm",
+        claims=(("dia_unet_small", "unet_small"), ("dia_unet_small", "se_unet_small"),
+                ("dia_unet_tiny", "unet_tiny"), ("dia_unet_tiny", "se_unet_tiny")),
+        note="The journal's UNet, data and recipe were not retrieved; this is our test of its claim: DDPM UNets "
+             "(docs/diffusion.md) with one DIA-LSTM shared per resolution level, SE in every block, or neither, "
+             "trained with one recipe (ddpm) and scored by the Fréchet distance of samples from the final EMA "
+             "weights against the test split, and by the final test loss.",
+        task="diffusion"),
 }
 
 def _vit_vs_mixer():

@@ -243,6 +243,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
               train_ds=train_ds, test_ds=test_ds, loader=loader, model=model, net=model, optimizer=optimizer,
               scaler=precision.grad_scaler(), ema=ema, mean=mean, std=std,
               params=sum(p.numel() for p in model.parameters()), log=log, task=task)
+    task_config = task.setup(run)   # the task checks the run and builds what it needs (e.g. a noise schedule)
     if state is not None:
         _restore(run, state)
         log(f"resuming {out.path} after epoch {run.start_epoch}/{recipe.epochs}")
@@ -250,11 +251,13 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         meta = dict(mean=mean, std=std, class_names=list(train_ds.classes), dataset=train_ds.name, in_chans=c,
                     img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source)
         config_json = model_config(model, **meta)
-        config_json.update(train=config.to_dict(), recipe=recipe.to_dict(), world_size=d.world_size)
+        config_json.update(train=config.to_dict(), recipe=recipe.to_dict(), world_size=d.world_size, **task_config)
         out.write_json(CONFIG, config_json)
         if state is not None:   # files derived from the last commit may not have been written before the kill
             write_outputs(out, run.eval_model, run.history, make_summary(run),
                           best_now=run.history["best_epoch"] == run.start_epoch, fields=task.metric_fields)
+            if run.history["rows"]:
+                task.after_commit(run, run.history["rows"][-1])
 
     if d.enabled:
         run.net = torch.nn.parallel.DistributedDataParallel(

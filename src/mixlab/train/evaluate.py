@@ -61,15 +61,20 @@ def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None,
 def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", data_dir=None, subset=None,
                  batch_size=1000):
     """Score a run directory's best (or `weights`) checkpoint on a split of its dataset (or `data`), at the
-    precision the run trained with."""
+    precision the run trained with. A diffusion run reports its test loss (top1 None)."""
     from ..checkpoint import load
     from ..data import load_dataset
     from ..device import pick_device
+    from ..registry import model_cfg
     from ..rundir import RunDir
     from .precision import Precision
 
     run = RunDir(run_dir)
     config = run.read_config(need=("mean", "std", "input_size"))
+    if model_cfg(config["model"]).get("task") == "diffusion":   # a denoiser: its test loss, no top-1
+        from ..diffusion.runs import evaluate_denoiser
+        return evaluate_denoiser(run_dir, data=data, split=split, weights=weights, device=device,
+                                 data_dir=data_dir, subset=subset, batch_size=batch_size)
     weights_file = {"best": "best.safetensors", "last": "last.safetensors", None: None}.get(weights, weights)
     device = pick_device(device)
     model = load(run_dir, weights=weights_file, map_location="cpu").to(device)

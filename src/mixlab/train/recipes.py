@@ -5,8 +5,9 @@ Named, versioned recipes are JSON files in `mixlab/recipes/` (package data) hold
 error naming the key and what it accepts. A resolved `Recipe` is a frozen value: the engine receives it,
 records it in the run's config.json, and a resume reads it back from there.
 
-`auto` = `paper` for the faithful `*_paper` isotropic models, `dianet` for the CIFAR ResNets (plain, SE and
-DIA), `mixlab` otherwise.
+`auto` = the recipe a model's registration names (cfg key `recipe`, e.g. `ddpm` for the diffusion UNets), else
+`paper` for the faithful `*_paper` isotropic models, `dianet` for the CIFAR ResNets (plain, SE and DIA),
+`mixlab` otherwise.
 """
 import dataclasses
 import json
@@ -19,6 +20,8 @@ from typing import Optional, Union
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "multistep")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The β schedules of diffusers' DDPMScheduler that mixlab.diffusion accepts (ddpm.BETA_SCHEDULES, kept equal).
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 DIANET_PREFIXES = ("resnet", "dia_resnet", "dia_wrn", "wrn", "preresnet", "dia_preresnet", "resnext",
                    "dia_resnext", "se_resnet", "se_preresnet")
 
@@ -59,6 +62,16 @@ class Recipe:
     normalize: Union[str, list] = "dataset"
     # the official NiNformer/Activator 2024 quirk: evaluate on randomly cropped and flipped test images
     test_augment: bool = False
+
+    # --- diffusion (DDPM, mixlab.diffusion): read by the diffusion task only, ignored by classifiers -------
+    diffusion_timesteps: int = field(default=1000, metadata={"min": 2})          # T of the forward process
+    beta_schedule: str = field(default="linear", metadata={"choices": BETA_SCHEDULES})
+    beta_start: float = field(default=1e-4, metadata={"min": 0.0, "max": 1.0})   # β₁ (DDPM: 1e-4)
+    beta_end: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})     # β_T (DDPM: 0.02)
+    # reverse steps when sampling (grids, `mixlab sample`, the table's FID); None: all T
+    sample_steps: Optional[int] = field(default=None, metadata={"min": 1})
+    sample_every: int = field(default=10, metadata={"min": 1})   # epochs between sample grids (and the last)
+    sample_count: int = field(default=64, metadata={"min": 1})   # images in each grid
 
     # --- construction and validation -------------------------------------------------------------------
     @classmethod
@@ -193,7 +206,15 @@ def load_recipe(name_or_path):
 
 
 def auto_recipe_name(model_name):
-    """The recipe `auto` stands for: faithful paper configs get their paper's recipe."""
+    """The recipe `auto` stands for: the one the model's registration names, else faithful paper configs get
+    their paper's recipe."""
+    from ..registry import model_cfg
+    try:
+        named = model_cfg(model_name).get("recipe")
+    except ValueError:   # not registered: the name rules below still answer (the engine rejects it later)
+        named = None
+    if named:
+        return named
     if model_name.endswith("_paper"):
         return "paper"
     if model_name.startswith(DIANET_PREFIXES):

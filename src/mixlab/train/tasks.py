@@ -4,14 +4,16 @@ The engine (engine.py) owns everything the learning problems share — the loop,
 DDP, EMA, the non-finite guards and bit-exact resume. A task owns only what differs:
 
     model_kwargs(train_ds)              what the data decides about the model (classes, channels, size)
+    setup(run)                          check the built run and prepare; returns entries for config.json
     loss(run, x, y, step, scale)        Σ over the rank's samples of the per-sample loss × scale, and the
                                         batch's contribution to the epoch's training statistics
     train_row(totals)                   those statistics for metrics.csv
     evaluate(run, epoch)                the test metrics of the evaluated model (must hold "test_loss")
-    after_commit(run, row)              anything written after an epoch is committed (e.g. sample grids)
+    after_commit(run, row)              anything written after an epoch is committed (e.g. sample grids);
+                                        on resume it is called again for the last committed epoch
     summary(run, last, best)            the task's fields of summary.json
 
-`ClassificationTask` is the default; `mixlab.diffusion` provides the denoising task for the UNets.
+`ClassificationTask` is the default; `mixlab.diffusion.task` provides the denoising task for the UNets.
 """
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,9 @@ class ClassificationTask:
     def model_kwargs(self, train_ds):
         c, h, _ = train_ds.image_size
         return {"num_classes": train_ds.num_classes, "in_chans": c, "img_size": h}
+
+    def setup(self, run):
+        return {}
 
     def loss(self, run, x, y, step, scale):
         with run.precision.autocast():
