@@ -83,6 +83,11 @@ def predict_files(model, paths, top_k=5, batch_size=64):
     Returns (predictions, skipped): one Prediction per readable image, in input order, and (path, reason)
     for each file that could not be read.
     """
+    from .registry import model_cfg
+    name = getattr(model, "model_name", None)
+    if name and model_cfg(name).get("task", "classification") != "classification":
+        raise ValueError(f"{name} is a {model_cfg(name)['task']} model: it does not classify images "
+                         f"(for samples: mixlab sample --run DIR)")
     config = getattr(model, "data_config", None) or {}
     input_size = config.get("input_size")
     if not input_size:

@@ -3,26 +3,31 @@ import json
 import shlex
 import sys
 
-from . import parse_overrides
+from . import parse_overrides, positive_int
 
 
 def add_parser(sub):
     from ..reproduce.tables import TABLES
+    from ..train.recipes import list_recipes
     p = sub.add_parser("reproduce", help="regenerate a paper's table beside its published numbers",
                        description="Train every (dataset, model, seed) of a paper's table as ordinary run "
                        "directories (rerun the same command to resume), then print ours (final-epoch test "
-                       "top-1, mean ± std over seeds) beside the published numbers. Tables: "
+                       "top-1, or Fréchet distance for the diffusion table; mean ± std over seeds) beside the "
+                       "published numbers. Tables: "
                        + "; ".join(f"{k}: {v.title}" for k, v in TABLES.items()))
     p.add_argument("table", choices=list(TABLES), help="which paper's table")
     p.add_argument("--datasets", default=None,
                    help="comma list of the table's datasets (default: all; cifar10 uses the lossless copy "
                         "when present, else cifar10-jpeg, marked lossy)")
     p.add_argument("--models", default=None, help="comma list of the table's models (default: all)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per (model, dataset) (default 1)")
-    p.add_argument("--epochs", type=int, default=None, help="budget; default the recipe's (reported as such)")
-    p.add_argument("--recipe", default=None, help="paper | dianet | mixlab (default: the table's own)")
-    p.add_argument("--subset", type=int, default=None, help="train on a stratified N-image subset (smoke runs)")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seeds", type=positive_int, default=1, help="seeds 0..K-1 per (model, dataset) (default 1)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="budget; default the recipe's (reported as such)")
+    p.add_argument("--recipe", default=None, help=f"{' | '.join(list_recipes())} or a recipe .json "
+                   "(default: the table's own)")
+    p.add_argument("--subset", type=positive_int, default=None,
+                   help="train on a stratified N-image subset (smoke runs)")
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--compile", action="store_true", help="torch.compile each model")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -34,6 +39,12 @@ def add_parser(sub):
     p.add_argument("--markdown", default=None, help="also write the markdown table here")
     p.add_argument("--plot", action="store_true",
                    help="also plot top-1 against forward FLOPs per image (OUT/<table>-accuracy-vs-flops.png)")
+    p.add_argument("--fid", choices=("auto", "inception", "classifier"), default="auto",
+                   help="diffusion table: the Fréchet-distance feature space (auto: Inception when its weights "
+                        "are at hand, else a mixlab classifier trained on the same data)")
+    p.add_argument("--fid-samples", type=positive_int, default=None,
+                   help="diffusion table: samples per run for the Fréchet distance (default: the test-set size, "
+                        "at most 10,000)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
     p.set_defaults(func=run)
 
@@ -49,7 +60,8 @@ def run(args):
                        device=args.device, batch_size=args.batch_size, data_dir=args.data_dir,
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
                        markdown_path=args.markdown, overrides=parse_overrides(args.overrides), plot=args.plot,
-                       command=shlex.join(["mixlab"] + sys.argv[1:]), log=_log)
+                       fid=args.fid, fid_samples=args.fid_samples, command=shlex.join(["mixlab"] + sys.argv[1:]),
+                       log=_log)
     if args.dry_run:
         _print_plan(report)
         return 0
@@ -66,7 +78,7 @@ def _print_plan(report):
     print(f"{'dataset':<14} {'model':<{width}} {'seed':>4} {'epochs':>6}  {'status':<8} overrides")
     for r in runs:
         extra = " ".join(f"{k}={json.dumps(v)}" for k, v in r["overrides"].items())
-        built = f"  [{r['arch']} {json.dumps(r['model_kwargs'])}]" if r.get("model_kwargs") else ""
+        built = f"  [{r.get('arch') or r['model']} {json.dumps(r['model_kwargs'])}]" if r.get("model_kwargs") else ""
         print(f"{r['dataset']:<14} {r['model']:<{width}} {r['seed']:>4} {r['epochs']:>6}  {r['status']:<8} "
               f"{extra}{built}")
     for s in report["skipped"]:

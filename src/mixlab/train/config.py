@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..registry import model_cfg
-from .recipes import Recipe, resolve_recipe
+from .recipes import Recipe, check_value, parse_value, resolve_recipe
 
 # Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
 RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides")
@@ -127,7 +127,7 @@ def check_resume_matches(saved_train, saved_recipe, config):
                                       if getattr(config, k) is not None})
     for key, value in asked.items():
         had = saved_recipe.get(key)
-        value = Recipe.field_info(key).type(value) if key in ("lr", "batch_size") else value
+        value = check_value(Recipe.field_info(key), parse_value(value), "--set")   # 0 is 0.0
         if differ(list(value) if isinstance(value, tuple) else value, had):
             raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {value!r}")
 

@@ -83,7 +83,7 @@ class Recipe:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{k: _check(cls.field_info(k), v, where) for k, v in values.items()})
+        return cls(**{k: check_value(cls.field_info(k), v, where) for k, v in values.items()})
 
     @classmethod
     def field_info(cls, key):
@@ -94,7 +94,7 @@ class Recipe:
 
     def replace(self, where="--set", **changes):
         """A copy with `changes` applied, each validated (strings from the command line are parsed)."""
-        checked = {k: _check(self.field_info(k), _parse(v), where) for k, v in changes.items()}
+        checked = {k: check_value(self.field_info(k), parse_value(v), where) for k, v in changes.items()}
         return dataclasses.replace(self, **checked)
 
     def to_dict(self):
@@ -106,7 +106,7 @@ class Recipe:
         return getattr(self, key, default)
 
 
-def _parse(value):
+def parse_value(value):
     """A command-line string read as JSON when it is JSON (numbers, true/false, null, lists), else kept."""
     if isinstance(value, str):
         try:
@@ -122,7 +122,7 @@ def _type_name(tp):
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _check(f, value, where):
+def check_value(f, value, where):
     """`value` converted to field `f`'s type and checked against its bounds/choices, or a one-line error."""
     tp, meta = f.type, f.metadata
     optional = False
