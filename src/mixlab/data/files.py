@@ -219,9 +219,13 @@ def decode_batches(dataset, batches, workers=0, pin_memory=False, persistent=Fal
 
 
 def make_loader(dataset, batch_sampler, workers=0, pin_memory=False, persistent=False):
+    """A DataLoader over lists of items. Its own generator: a DataLoader draws its workers' base seed when an
+    iterator starts, and drawing it from the global RNG would shift the run's dropout by whether and when
+    workers started (our items carry all their randomness, so the base seed is never used)."""
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers,
                                        collate_fn=collate_or_error, pin_memory=pin_memory,
-                                       persistent_workers=persistent and workers > 0)
+                                       persistent_workers=persistent and workers > 0,
+                                       generator=torch.Generator().manual_seed(0))
 
 
 def _sizes_text(sizes, shown=3):

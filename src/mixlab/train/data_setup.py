@@ -116,6 +116,10 @@ def prepare_data(config, recipe, device, log):
     key, path = resolve_name(config.data)
     files = key in ("imagefolder", "filelist")
     size, note = recipe.img_size, None
+    if size is not None:   # refuse a size the model cannot take before any image is decoded
+        refusal = model_accepts(config.model, size, 3, config.model_kwargs)
+        if refusal:
+            raise ValueError(f"image size {size} does not fit {config.model}: {refusal}; choose another --img-size")
     if files:
         train_index, _ = file_index(key, path, "train")
         test_index, _ = file_index(key, path, "test")
