@@ -138,6 +138,20 @@ def folder(tmp_path):
     return mixed_folder(tmp_path / "imgs", n_train=11, classes=("a", "b", "c"))
 
 
+def test_a_worker_crops_one_image_as_the_batched_gather_does():
+    from mixlab.data.loader import crop_flip
+    from mixlab.data.stream import crop_flip_one
+    gen = torch.Generator().manual_seed(0)
+    for padding in (0, 1, 3, 7):          # 7 > the image: some crops are all padding
+        x = torch.randint(0, 256, (9, 2, 5, 4), generator=gen, dtype=torch.uint8)
+        offsets = torch.randint(0, 2 * padding + 1, (9, 2), generator=gen)
+        flips = torch.rand(9, generator=gen) < 0.5
+        want = crop_flip(x, offsets, flips, padding)
+        for i in range(9):
+            got = crop_flip_one(x[i].numpy(), *offsets[i].tolist(), bool(flips[i]), padding)
+            assert torch.equal(torch.from_numpy(got), want[i])
+
+
 @pytest.mark.parametrize("world", [1, 3])
 def test_streaming_and_device_resident_give_the_same_batches(folder, world):
     t = ImageTransform(12)

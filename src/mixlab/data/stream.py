@@ -16,10 +16,11 @@ the device-resident loader cuts it from the stored crop source (`ImageTransform.
 """
 import weakref
 
+import numpy as np
 import torch
 
 from .files import DecodeError, make_loader
-from .loader import PlannedLoader, crop_flip, sample_seed_base
+from .loader import PlannedLoader, sample_seed_base
 from .transforms import pil_to_tensor, sample_generator
 
 
@@ -43,11 +44,21 @@ class _TrainItems(torch.utils.data.Dataset):
             x = pil_to_tensor(self.fds.transform.random_resized_crop_pil(img, sample_generator(seed)))
             return (x.flip(-1) if flip else x), self.labels[row]
         x = pil_to_tensor(self.fds.transform.eval_pil(img))
-        if dy is not None or flip is not None:
-            offsets = None if dy is None else torch.tensor([[dy, dx]])
-            flips = None if flip is None else torch.tensor([flip])
-            x = crop_flip(x[None], offsets, flips, self.padding)[0]
-        return x, self.labels[row]
+        return torch.from_numpy(crop_flip_one(x.numpy(), dy, dx, flip, self.padding)), self.labels[row]
+
+
+def crop_flip_one(x, dy, dx, flip, padding):
+    """`loader.crop_flip` of one uint8 image [C, H, W] (numpy), by slicing: out[:, i, j] = x[:, dy + i − p,
+    dx + j − p] where that lies inside x, else 0; then the flip. Equal to the batched gather, bit for bit."""
+    if dy is not None:
+        _, h, w = x.shape
+        sy, sx = dy - padding, dx - padding
+        out = np.zeros_like(x)
+        y0, y1, x0, x1 = max(0, -sy), min(h, h - sy), max(0, -sx), min(w, w - sx)
+        if y0 < y1 and x0 < x1:
+            out[:, y0:y1, x0:x1] = x[:, y0 + sy:y1 + sy, x0 + sx:x1 + sx]
+        x = out
+    return np.ascontiguousarray(x[:, :, ::-1]) if flip else x
 
 
 class _PlanSampler:
