@@ -141,3 +141,35 @@ def test_launcher_choices_and_their_one_line_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)   # as if Ray were not installed
     with pytest.raises(ImportError, match=r"^the Ray launcher needs Ray: pip install 'mixlab\[ray\]'$"):
         make_launcher(launcher="ray")
+
+
+# --- mixlab sweep ------------------------------------------------------------------------------------------
+def test_a_sweep_trains_every_point_once_and_a_rerun_reads_them(tmp_path):
+    from mixlab.reproduce.sweep import parse_grid, plan_sweep, sweep
+    calls = []
+
+    def fake(cfg):
+        calls.append(cfg)
+        out = Path(cfg.out)
+        out.mkdir(parents=True)
+        summary = {"model": cfg.model, "completed": True, "test_top1": 10.0 * cfg.model_kwargs["depth"] + cfg.seed,
+                   "best_test_top1": 50.0, "params": 1000, "train_seconds": 1.0}
+        (out / "config.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": {}}))
+        (out / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    grid, model_grid = parse_grid(["lr=0.001,0.003"]), parse_grid(["depth=2,4"], "--model-grid")
+    assert grid == {"lr": [0.001, 0.003]} and model_grid == {"depth": [2, 4]}
+    base = TrainConfig(model="vit_paper", data="synthetic", epochs=1, model_kwargs={"embed_dim": 32})
+    rows = sweep(base, grid, model_grid, seeds=2, out=tmp_path, launcher=Sequential(fake), log=lambda m: None)
+    assert len(calls) == 8 and {c.model_kwargs["embed_dim"] for c in calls} == {32}
+    assert [(r["lr"], r["model.depth"], r["seed"], r["test_top1"]) for r in rows[:4]] == \
+        [(0.001, 2, 0, 20.0), (0.001, 2, 1, 21.0), (0.001, 4, 0, 40.0), (0.001, 4, 1, 41.0)]
+    assert rows[0]["run"] == str(tmp_path / "lr=0.001,model.depth=2" / "seed0")
+    assert json.loads((tmp_path / "sweep.json").read_text())["rows"] == rows
+    assert sweep(base, grid, model_grid, seeds=2, out=tmp_path, launcher=Sequential(fake), log=lambda m: None) == rows
+    assert len(calls) == 8                                                  # the rerun trained nothing
+    with pytest.raises(ValueError, match="unknown recipe key 'lrr'"):
+        plan_sweep(base, parse_grid(["lrr=1,2"]), {}, 1, tmp_path)
+    with pytest.raises(ValueError, match="--grid expects KEY=V1,V2"):
+        parse_grid(["lr"])

@@ -7,9 +7,9 @@ import importlib
 import json
 import sys
 
-VERBS = ["models", "train", "eval", "demo", "bench", "reproduce", "export", "predict"]
+VERBS = ["models", "train", "eval", "demo", "bench", "reproduce", "sweep", "export", "predict"]
 _MODULES = {"models": "models", "train": "train", "eval": "train", "demo": "demo", "bench": "bench",
-            "reproduce": "reproduce", "export": "export", "predict": "export"}
+            "reproduce": "reproduce", "sweep": "sweep", "export": "export", "predict": "export"}
 
 
 def positive_int(text):
