@@ -1,10 +1,14 @@
 """Device-resident batches: the uint8 dataset lives on the training device; crop, flip and normalise run
 there, batched and per sample (the airbench recipe), with no DataLoader workers and no per-image Python loop.
+`PlannedLoader` holds what this loader shares with the streaming one (stream.py): the epoch plan, the DDP
+slices, normalisation and `iter_weighted`.
 
 Epoch plan: a CPU `torch.Generator` seeded from (seed, epoch) draws, in this order, the permutation of the
 N samples (if shuffling), a crop offset (dy, dx) ∈ [0, 2p]² (if cropping with padding p) and a flip bit (if
 flipping) for each *position* of the epoch order. So batches are a pure function of (seed, epoch), the same
-on every device and for every world size.
+on every device and for every world size. A random-resized crop (transforms.py) draws its box from a
+generator seeded by `sample_seed_base(seed, epoch) + position`, apart from the epoch generator; on the device
+it is cut from the stored crop source and resized by `resized_crop_batch`.
 
 Random crop = torchvision RandomCrop(size, padding=p) with zero fill: out[c, i, j] = pad(x)[c, dy + i, dx + j];
 horizontal flip reverses j. Both are one gather with per-sample index tensors.
