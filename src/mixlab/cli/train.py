@@ -43,7 +43,8 @@ def add_parser(sub):
                         "them per epoch in DataLoader workers (data larger than memory); auto (default): stream "
                         "when the decoded images would not fit half the available RAM (or GPU memory)")
     p.add_argument("--data-workers", type=nonnegative_int, default=None, metavar="N",
-                   help="DataLoader processes decoding image files (default: 0 for small sets, else min(8, cores))")
+                   help="DataLoader processes decoding image files (default: 0 below 512 files, else one per "
+                        "intra-op thread, at most 8)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("eval", help="top-1 and loss of a run's best (or last) checkpoint")

@@ -218,6 +218,21 @@ def decode_batches(dataset, batches, workers=0, pin_memory=False, persistent=Fal
         yield batch
 
 
+def die_with_parent(*_):
+    """Linux: have the kernel SIGKILL this process when its parent dies (PR_SET_PDEATHSIG).
+
+    A DataLoader worker is forked from the training process and so shares its open files, the run
+    directory's lock among them; after a `kill -9` of the trainer, a worker living on until torch's watchdog
+    notices (seconds) would keep the lock and refuse an immediate `--resume`. Elsewhere: a no-op.
+    """
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def make_loader(dataset, batch_sampler, workers=0, pin_memory=False, persistent=False):
     """A DataLoader over lists of items. Its own generator: a DataLoader draws its workers' base seed when an
     iterator starts, and drawing it from the global RNG would shift the run's dropout by whether and when
@@ -225,7 +240,8 @@ def make_loader(dataset, batch_sampler, workers=0, pin_memory=False, persistent=
     return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers,
                                        collate_fn=collate_or_error, pin_memory=pin_memory,
                                        persistent_workers=persistent and workers > 0,
-                                       generator=torch.Generator().manual_seed(0))
+                                       generator=torch.Generator().manual_seed(0),
+                                       worker_init_fn=die_with_parent if workers > 0 else None)
 
 
 def _sizes_text(sizes, shown=3):

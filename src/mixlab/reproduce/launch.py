@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import sys
 from collections import deque
+from contextlib import contextmanager
 from multiprocessing.connection import wait
 
 RAY_MISSING = "the Ray launcher needs Ray: pip install 'mixlab[ray]'"
@@ -92,20 +93,10 @@ class _NotATty:
         return getattr(self._stream, name)
 
 
-def _die_with_parent():
-    """Linux: the kernel kills this process when the pool's process dies (even by kill -9), so a rerun never
-    meets an orphan still holding a run directory; the engine's commit point makes the kill harmless."""
-    try:
-        import ctypes
-        import signal
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker_main(conn, device, threads, train_fn):
     """A pool process: train the jobs it is sent on its slot (device, threads) until it gets None."""
-    _die_with_parent()
+    from ..data.files import die_with_parent
+    die_with_parent()   # even a kill -9 of the pool takes its workers along: a rerun meets no orphan
     import torch
     torch.set_num_threads(threads)
     sys.stderr = _NotATty(sys.stderr)
@@ -119,6 +110,22 @@ def _worker_main(conn, device, threads, train_fn):
         label = _label(cfg)
         outcome = attempt(train_fn or _default_train(), cfg, log=lambda m: print(f"[{label}] {m}", flush=True))
         conn.send((key, outcome))
+
+
+@contextmanager
+def _thread_env(threads):
+    """OMP/MKL_NUM_THREADS = threads for the processes started inside (restored after)."""
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: str(threads) for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def pool_slots(workers, device="auto", threads=None):
@@ -157,7 +164,8 @@ class LocalPool:
             parent, child = ctx.Pipe()
             device, threads = slots[slot]
             proc = ctx.Process(target=_worker_main, args=(child, device, threads, self.train_fn), daemon=True)
-            proc.start()
+            with _thread_env(threads):   # a spawned process reads its environment before torch starts
+                proc.start()
             child.close()
             procs[slot] = (proc, parent)
 

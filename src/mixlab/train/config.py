@@ -42,7 +42,7 @@ class TrainConfig:
     log_every: int = 50             # steps between non-finite-loss checks (one device sync each)
     # --- where the images live (mixlab.data: device-resident or streamed from files) ---
     data_path: str = "auto"         # auto | memory | stream; the run records the path it took
-    data_workers: int = None        # DataLoader processes decoding files; None: 0 for small sets, else min(8, cores)
+    data_workers: int = None        # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
 
     def to_dict(self):
         return dataclasses.asdict(self)

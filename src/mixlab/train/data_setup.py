@@ -94,15 +94,13 @@ def choose_img_size(sizes, channels, model, model_kwargs, where):
 
 
 def _workers(asked, n_images):
+    """DataLoader processes: as asked; else none for a few hundred files, else one per intra-op thread of
+    this process (so K runs sharing a machine under `--workers K` share its cores), at most MAX_WORKERS."""
     if asked is not None:
         return asked
     if n_images < FEW_IMAGES:
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return min(MAX_WORKERS, cores)
+    return max(1, min(MAX_WORKERS, torch.get_num_threads()))
 
 
 def prepare_data(config, recipe, device, log):
