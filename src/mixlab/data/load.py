@@ -24,7 +24,7 @@ from .dataset import ImageDataset, stratified_indices
 from .idx import read_idx
 from .filelist import is_file_list, read_file_list
 from .files import FileDataset, file_stats, index_files
-from .imagefolder import channel_stats, folder_index, read_image_folder_classes, split_dir
+from .imagefolder import channel_stats, folder_index, split_dir
 from .synthetic import make_synthetic, parse_spec
 from .transforms import ImageTransform, pil_to_tensor, tensor_to_pil
 
