@@ -223,6 +223,30 @@ def test_sigkill_then_resume_on_the_streaming_path_is_bit_exact(tmp_path):
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.slow
+def test_two_torchrun_ranks_streaming_follow_one_process(tmp_path):
+    """Streamed files under real DDP (gloo, CPU): each rank decodes its strided slice, and 2 ranks × 4 follow
+    the loss curve of one process with batch 8 (dropout off; only the all-reduce's summation order differs)."""
+    import csv
+    folder = mixed_folder(tmp_path / "imgs", n_train=18, n_test=5)    # 36 images: the last batch is partial
+    args = ["train", "--model", "vit_paper", "--data", str(folder), "--img-size", "16", "--data-path", "stream",
+            "--data-workers", "1", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--seed", "3",
+            "--model-kwargs", json.dumps({**TINY, "drop_rate": 0.0})]
+    env = dict(os.environ, PYTHONPATH=SRC, OMP_NUM_THREADS="1")
+    for name, launch in (("one", ["-m", "mixlab.cli"]),
+                         ("ddp", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mixlab.cli"])):
+        done = subprocess.run([sys.executable, *launch, *args, "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    losses = {}
+    for name in ("one", "ddp"):
+        with open(tmp_path / name / "steps.csv") as f:
+            losses[name] = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert len(losses["one"]) == len(losses["ddp"]) == 2 * 5
+    assert max(abs(a - b) / abs(a) for a, b in zip(losses["one"], losses["ddp"])) < 1e-4
+    assert json.loads((tmp_path / "ddp" / "summary.json").read_text())["world_size"] == 2
+
+
 # --- the automatic data path ---------------------------------------------------------------------------------
 def test_data_path_follows_the_memory_budget(tmp_path, monkeypatch, capsys):
     from mixlab.train import data_setup
