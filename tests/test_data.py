@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixlab.data import DATASETS, DeviceLoader, ImageDataset, ensure_default_dataset, load_dataset, stratified_indices
+from mixlab.data import (DATASETS, DeviceLoader, ImageDataset, ImageTransform, ensure_default_dataset, load_dataset,
+                         stratified_indices)
 from mixlab.data import load as load_mod
 from mixlab.data import sources
 from mixlab.data import spec as spec_mod
@@ -226,8 +227,10 @@ def test_image_folder_reads_pngs_with_classes_splits_and_train_stats(tmp_path):
     assert test.mean == pytest.approx(tuple(pixels.mean(axis=(0, 1, 2))), abs=1e-9)
     assert test.std == pytest.approx(tuple(pixels.std(axis=(0, 1, 2))), abs=1e-9)
     Image.fromarray(np.zeros((7, 5, 3), np.uint8)).save(tmp_path / "test" / "cat" / "odd.png")
-    with pytest.raises(ValueError, match="odd.png: size 5x7 differs"):
-        load_dataset(str(tmp_path), "test", verbose=False)
+    with pytest.raises(ValueError, match=r"test \(ImageFolder\): images differ in size \(5x6, 5x7\); give an image size"):
+        load_dataset(str(tmp_path), "test", verbose=False)   # the library asks; `mixlab train` picks one
+    resized = load_dataset(str(tmp_path), "test", verbose=False, transform=ImageTransform(4))
+    assert resized.image_size == (3, 4, 4) and len(resized) == 5
 
 
 def test_grayscale_image_folder_without_splits_has_one_channel(tmp_path):

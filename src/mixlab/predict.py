@@ -1,15 +1,16 @@
 """Top-k classification of image files with a trained run.
 
-Each image is converted the way training data was: Pillow reads it; it becomes single-channel "L" for a
-1-channel model and "RGB" for a 3-channel one (palette/alpha images are flattened by Pillow's convert); it
-is resized to the run's input size H×W with bilinear interpolation (aspect ratio not kept, as the training
-sets are square and already at that size); pixels are scaled to [0, 1] and normalised with the run's
-mean/std. Then softmax, top-k. A file Pillow cannot read is reported as skipped, never raised.
+Each image is prepared exactly as the run's test images were: Pillow reads it (`mixlab.data.images`:
+single-channel "L" for a 1-channel model, "RGB" for a 3-channel one, 16-bit images scaled); the run's eval
+transform (config.json `eval_transform`: shorter side to ⌊S / crop_pct⌋ with its interpolation, centre crop
+S×S; `mixlab.data.transforms.ImageTransform.eval_pil`) brings it to the input size; pixels are scaled to
+[0, 1] and normalised with the run's mean/std. Then softmax, top-k. A run that recorded no eval transform
+(trained at its data's own size) gets the default one at its input size: crop_pct 1, bilinear. A file
+Pillow cannot read is reported as skipped, never raised.
 """
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -33,22 +34,41 @@ def expand_paths(paths):
     return out
 
 
-def read_image(path, input_size):
-    """Image file → float tensor [C, H, W] in [0, 1] at the model's input size (C ∈ {1, 3}).
+def eval_transform_of(config, input_size):
+    """The `ImageTransform` predict applies: the run's recorded eval transform, else the default at its size."""
+    from .data.transforms import ImageTransform
+    record = (config or {}).get("eval_transform")
+    if record:
+        transform = ImageTransform.from_record(record)
+        if transform.img_size != input_size[1]:
+            raise ValueError(f"the run's eval_transform size {transform.img_size} differs from its input size "
+                             f"{input_size[1]}; was config.json edited?")
+        return transform
+    return ImageTransform(int(input_size[1]), 1.0, "bilinear")
 
-    Decoded as the training folders are (`mixlab.data.images.decode`: 16-bit images scaled, not clipped)."""
-    from PIL import Image
 
-    from .data.images import decode
+def read_image(path, input_size, transform=None):
+    """Image file → float tensor [C, H, W] in [0, 1] at the model's input size (C ∈ {1, 3}), through the
+    eval transform `transform` (default: shorter side to H, centre crop, bilinear)."""
+    from .data.images import open_image
+    from .data.transforms import pil_to_tensor
     chans, h, w = input_size
     if chans not in _MODES:
         raise ValueError(f"cannot convert images for a {chans}-channel model (only 1 or 3)")
-    arr, _ = decode(path, chans)
-    if arr.shape[1:] != (h, w):
-        img = Image.fromarray(arr[0] if chans == 1 else arr.transpose(1, 2, 0))
-        resized = np.asarray(img.resize((w, h), Image.BILINEAR))
-        arr = resized[None] if chans == 1 else resized.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32) / 255.0)
+    if h != w:
+        raise ValueError(f"input size {h}x{w} is not square")
+    transform = transform or eval_transform_of(None, input_size)
+    return pil_to_tensor(transform.eval_pil(open_image(path, chans))).float() / 255.0
+
+
+def load_for_predict(run_dir, weights=None):
+    """`mixlab.load(run_dir)` with the run's recorded eval transform added to `model.data_config`."""
+    from .checkpoint import load
+    from .rundir import RunDir
+    model = load(run_dir, weights=weights)
+    if model.data_config.get("eval_transform") is None:
+        model.data_config["eval_transform"] = RunDir(run_dir).read_config().get("eval_transform")
+    return model
 
 
 def _why_unreadable(err):
@@ -78,7 +98,7 @@ def _normaliser(data_config, chans):
 
 
 def predict_files(model, paths, top_k=5, batch_size=64):
-    """Classify image files with `model` (from `mixlab.load`, which sets `model.data_config`).
+    """Classify image files with `model` (from `load_for_predict` or `mixlab.load`, which set `model.data_config`).
 
     Returns (predictions, skipped): one Prediction per readable image, in input order, and (path, reason)
     for each file that could not be read.
@@ -97,11 +117,12 @@ def predict_files(model, paths, top_k=5, batch_size=64):
     if input_size[0] not in _MODES:
         raise ValueError(f"cannot convert images for a {input_size[0]}-channel model (only 1 or 3)")
     mean, std = _normaliser(config, input_size[0])
+    transform = eval_transform_of(config, input_size)
     class_names = config.get("class_names")
     images, kept, skipped = [], [], []
     for p in expand_paths(paths):
         try:
-            images.append(read_image(p, input_size))
+            images.append(read_image(p, input_size, transform))
             kept.append(str(p))
         except (OSError, ValueError, SyntaxError) as e:   # Pillow raises all three on corrupt files
             skipped.append((str(p), _why_unreadable(e)))

@@ -46,7 +46,35 @@ def add_parser(sub):
                    help="diffusion table: samples per run for the Fréchet distance (default: the test-set size, "
                         "at most 10,000)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
+    add_launch_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_launch_arguments(p):
+    """The fan-out flags, shared by `reproduce` and `sweep` (mixlab.reproduce.launch)."""
+    g = p.add_argument_group("running several runs at once")
+    g.add_argument("--workers", type=positive_int, default=1, metavar="K",
+                   help="train K runs at once in K local processes: round-robin over the visible GPUs (several "
+                        "per GPU when K exceeds them), or on CPU with the cores split between them (default 1: "
+                        "one after another in this process)")
+    g.add_argument("--threads-per-run", type=positive_int, default=None, metavar="N",
+                   help="intra-op threads of each run (default: this process's threads divided by --workers); "
+                        "equal thread counts give equal CPU rows with and without --workers")
+    g.add_argument("--launcher", choices=("local", "ray"), default="local",
+                   help="ray: submit each run as a task to a Ray cluster (pip install 'mixlab[ray]')")
+    g.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="the Ray cluster to join (default auto: the one this node belongs to)")
+    g.add_argument("--runs-per-gpu", type=positive_int, default=1, metavar="K",
+                   help="Ray: each run asks for 1/K of a GPU (default 1)")
+    g.add_argument("--cpus-per-run", type=positive_int, default=1, metavar="N",
+                   help="Ray: CPUs each run asks for, also its intra-op threads (default 1)")
+
+
+def launcher_from(args):
+    from ..reproduce.launch import make_launcher
+    return make_launcher(workers=args.workers, launcher=args.launcher, address=args.address,
+                         runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run, device=args.device,
+                         threads_per_run=args.threads_per_run)
 
 
 def _log(message):
@@ -61,7 +89,7 @@ def run(args):
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
                        markdown_path=args.markdown, overrides=parse_overrides(args.overrides), plot=args.plot,
                        fid=args.fid, fid_samples=args.fid_samples, command=shlex.join(["mixlab"] + sys.argv[1:]),
-                       log=_log)
+                       log=_log, launcher=None if args.dry_run else launcher_from(args))
     if args.dry_run:
         _print_plan(report)
         return 0

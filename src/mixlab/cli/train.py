@@ -2,13 +2,15 @@
 from . import json_object, nonnegative_int, parse_overrides, positive_int
 
 
+from ..train.config import DATA_PATHS
 from ..train.recipes import PRECISIONS
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model on a dataset (or continue a run with --resume)")
     p.add_argument("--model", help="registered model name (`mixlab models` lists them)")
-    p.add_argument("--data", help="mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg, synthetic[:spec] or a folder")
+    p.add_argument("--data", help="mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg, synthetic[:spec], an "
+                   "ImageFolder directory or a file list (.csv/.tsv/.txt of path,label)")
     p.add_argument("--recipe", default="auto", help="auto | paper | dianet | mixlab | path/to/recipe.json "
                    "(auto: paper for *_paper models, dianet for ResNets, mixlab otherwise)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's")
@@ -32,6 +34,17 @@ def add_parser(sub):
                    help='model overrides, e.g. \'{"depth": 6, "drop_rate": 0.1}\'')
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any recipe key, e.g. --set ema_decay=0.999 --set test_augment=true")
+    p.add_argument("--img-size", type=positive_int, default=None, metavar="N",
+                   help="resize every image to N×N (recipe key img_size; eval: shorter side to N/crop_pct, centre "
+                        "crop). Default: the data's own size, or for image files of mixed or unfit sizes the "
+                        "model's native size")
+    p.add_argument("--data-path", choices=DATA_PATHS, default="auto",
+                   help="memory: decode image files once and keep them on the training device; stream: decode "
+                        "them per epoch in DataLoader workers (data larger than memory); auto (default): stream "
+                        "when the decoded images would not fit half the available RAM (or GPU memory)")
+    p.add_argument("--data-workers", type=nonnegative_int, default=None, metavar="N",
+                   help="DataLoader processes decoding image files (default: 0 below 512 files, else one per "
+                        "intra-op thread, at most 8)")
     p.set_defaults(func=run_train)
 
     e = sub.add_parser("eval", help="top-1 and loss of a run's best (or last) checkpoint")
@@ -50,11 +63,13 @@ def run_train(args):
     overrides = parse_overrides(args.set)
     if args.precision:
         overrides["precision"] = args.precision
+    if args.img_size:
+        overrides["img_size"] = args.img_size
     config = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
                          batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
-                         overrides=overrides)
+                         overrides=overrides, data_path=args.data_path, data_workers=args.data_workers)
     s = train(config)
     if s is None:
         return 0

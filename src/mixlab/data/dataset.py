@@ -3,7 +3,8 @@
 Contract (design.md "Dataset"): `images` uint8 [N, C, H, W] on the CPU, `labels` int64 [N] in [0, K),
 `classes` the K class names, `mean`/`std` per channel in [0, 1] units (the *train* statistics, so train
 and test are normalised alike), `source` says where the pixels came from (and "lossy" when they are not
-the original data).
+the original data). `out_size` (H, W) is set when the loader produces another size than the one stored: a
+training split kept as the source of device-side random-resized crops.
 """
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ class ImageDataset:
     lossy: bool = False
     source: str = ""
     split: str = "train"
+    out_size: tuple = None
 
     def __post_init__(self):
         # Every reader ends here, so these checks are the last line of verification for all of them.
@@ -48,8 +50,15 @@ class ImageDataset:
 
     @property
     def image_size(self):
-        """(C, H, W)."""
-        return tuple(self.images.shape[1:])
+        """(C, H, W) of what the loader produces (the stored size unless `out_size` says otherwise)."""
+        c, h, w = self.images.shape[1:]
+        return (c, *self.out_size) if self.out_size else (c, h, w)
+
+    def batches(self, indices, batch_size, workers=None):
+        """uint8 batches [b, C, H, W] of samples `indices`, in order (the file-backed dataset's interface)."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        for start in range(0, len(indices), batch_size):
+            yield self.images[indices[start:start + batch_size]]
 
     def take(self, indices, note=""):
         """A new dataset holding `indices` (a LongTensor), stats and class list unchanged."""

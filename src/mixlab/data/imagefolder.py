@@ -1,15 +1,15 @@
 """Images in torchvision's ImageFolder layout: `root/<class>/<image>`, optionally split as `root/train/...`
 and `root/test/...` (or `val/`). Class ids follow sorted folder names (torchvision's `find_classes`).
 
-All images must share one size; grayscale folders (every image grayscale) give C = 1, others are read as
-RGB. A folder needs at least two classes, and a test split may not hold a class the train split lacks. Mean/std
-are computed over the train split's pixels.
+Images may be of any size and mode: grayscale folders (every image grayscale) give C = 1, others are read as
+RGB, and the run's `ImageTransform` brings them to one size (files.py). A folder needs at least two classes,
+and a test split may not hold a class the train split lacks.
 """
-from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from .files import index_files
 
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation"),
                "val": ("val", "valid", "validation", "test")}
@@ -38,16 +38,13 @@ def read_image_folder_classes(folder):
         raise FileNotFoundError(f"{folder}: not an ImageFolder layout ({e})") from None
 
 
-def read_image_folder(folder, classes=None):
-    """-> (images uint8 [N, C, H, W], labels int64 [N], classes).
+def folder_index(folder, classes=None):
+    """The `FileIndex` of one ImageFolder split (headers only).
 
     `classes`: the class list of the train split; a test split must not hold a class it lacks (its labels
-    are the train split's ids). Files are decoded one at a time and closed at once.
+    are the train split's ids).
     """
-    from PIL import UnidentifiedImageError
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-    from .images import decode
 
     folder = Path(folder)
     found = read_image_folder_classes(folder)
@@ -62,26 +59,10 @@ def read_image_folder(folder, classes=None):
             raise ValueError(f"{folder}: class folder(s) {', '.join(extra)} are not in the train split "
                              f"({', '.join(classes)})")
     class_to_idx = {c: i for i, c in enumerate(classes) if c in found}
-    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     if not samples:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
-    arrays, grays = [], []
-    for p, _ in samples:
-        try:
-            arr, gray = decode(p)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            raise ValueError(f"unreadable image {p}: {e}") from None
-        if arrays and arr.shape[1:] != arrays[0].shape[1:]:
-            h, w = arrays[0].shape[1:]
-            raise ValueError(f"{p}: size {arr.shape[2]}x{arr.shape[1]} differs from {w}x{h}; "
-                             "resize the folder to one image size first")
-        arrays.append(arr)
-        grays.append(gray)
-    if not all(grays):   # any colour image makes the whole folder RGB
-        arrays = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in arrays]
-    images = np.stack(arrays)
-    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return torch.from_numpy(images), labels, list(classes)
+    return index_files(samples, classes, f"{folder} (ImageFolder)", folder)
 
 
 def channel_stats(images):
@@ -96,10 +77,3 @@ def channel_stats(images):
     mean = total / count
     std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
     return tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist())
-
-
-@lru_cache(maxsize=8)
-def train_stats(root, mtime):
-    """Mean/std of the train split of an image folder (cached per folder and modification time)."""
-    folder, _ = split_dir(root, "train")
-    return channel_stats(read_image_folder(folder)[0])

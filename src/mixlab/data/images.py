@@ -8,6 +8,7 @@ a folder of any size never holds more than one open file.
 import numpy as np
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+_HIGH_DEPTH = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def _high_depth_to_uint8(img):
@@ -28,10 +29,23 @@ def decode(path, channels=None):
         c = channels or (1 if gray else 3)
         if c not in (1, 3):
             raise ValueError(f"cannot convert images to {c} channels (only 1 or 3)")
-        if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        if img.mode in _HIGH_DEPTH:
             plane = _high_depth_to_uint8(img)
             arr = plane[None] if c == 1 else np.repeat(plane[None], 3, axis=0)
         else:
             pixels = np.asarray(img.convert("L" if c == 1 else "RGB"))
             arr = pixels[None] if c == 1 else pixels.transpose(2, 0, 1)
     return np.ascontiguousarray(arr), gray
+
+
+def open_image(path, channels):
+    """The file as a PIL image in mode "L" (channels 1) or "RGB" (3), with the pixels `decode` gives."""
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"cannot convert images to {channels} channels (only 1 or 3)")
+    with Image.open(path) as img:
+        if img.mode not in _HIGH_DEPTH:
+            return img.convert("L" if channels == 1 else "RGB")   # a loaded copy: the file closes here
+    arr, _ = decode(path, channels)
+    return Image.fromarray(arr[0] if channels == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)))

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,8 +22,11 @@ from .cifar_jpeg import archive_labels, read_cifar10_jpeg
 from .spec import ALIASES, BUILTIN
 from .dataset import ImageDataset, stratified_indices
 from .idx import read_idx
-from .imagefolder import channel_stats, read_image_folder, read_image_folder_classes, split_dir, train_stats
+from .filelist import is_file_list, read_file_list
+from .files import FileDataset, file_stats, index_files
+from .imagefolder import channel_stats, folder_index, split_dir
 from .synthetic import make_synthetic, parse_spec
+from .transforms import ImageTransform, pil_to_tensor, tensor_to_pil
 
 _SPLITS = ("train", "test")
 
@@ -33,20 +37,25 @@ def _log(verbose, message):
 
 
 def resolve_name(name):
-    """Canonical dataset name, ('imagefolder', path) for a folder, or a ValueError listing the known names."""
+    """Canonical dataset name, ('imagefolder', path) for a folder, ('filelist', path) for a list of files
+    (filelist.py), or a ValueError listing the known names."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
     if name.startswith("imagefolder:"):
         return "imagefolder", Path(name[len("imagefolder:"):]).expanduser()
+    if name.startswith("filelist:"):
+        return "filelist", Path(name[len("filelist:"):]).expanduser()
     key = ALIASES.get(name.lower(), name.lower())
     if key in sources.DATASETS or key.startswith("synthetic:"):
         return key, None
     if Path(name).expanduser().is_dir():
         return "imagefolder", Path(name).expanduser()
+    if is_file_list(Path(name).expanduser()):
+        return "filelist", Path(name).expanduser()
     close = difflib.get_close_matches(key, list(sources.DATASETS), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(sources.DATASETS)}, an ImageFolder "
-                     f"directory or imagefolder:PATH{hint}")
+                     f"directory, imagefolder:PATH or a file list (.csv, .tsv, .txt){hint}")
 
 
 def _online(host, timeout=3.0):
@@ -131,20 +140,85 @@ def _read_builtin(name, split, folder, subset, seed):
     return images, labels, list(spec.classes), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
 
 
-def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, download=None, verbose=True, **options):
-    """Load `split` of dataset `name` as an `ImageDataset` (uint8 images on the CPU, see dataset.py).
+def _signature(key, path, split):
+    """What a cached file index depends on: the split folder and its class folders' modification times (a
+    file added or removed changes its folder's), or the list file's (and its test companion's) size and time."""
+    if key == "filelist":
+        files = [Path(path)] + sorted(Path(path).parent.glob("*" + Path(path).suffix))
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
+    folder, _ = split_dir(path, split)
+    return tuple(sorted((e.path, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_dir())) + \
+        ((str(folder), folder.stat().st_mtime_ns),)
 
-    name: one of DATASETS, "synthetic:NxCxHxW[:K]", an ImageFolder directory or "imagefolder:PATH".
+
+_INDEXES = {}
+
+
+def file_index(key, path, split):
+    """(FileIndex, note) of `split` of an ImageFolder or file list, cached per process while unchanged."""
+    cache_key = (key, str(Path(path).resolve()), split)
+    signature = _signature(key, path, split)
+    hit = _INDEXES.get(cache_key)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    if key == "filelist":
+        train_classes = None
+        samples, classes, source = read_file_list(path, split)
+        result = index_files(samples, classes, source, path), ""
+    else:
+        folder, note = split_dir(path, split)
+        train_classes = file_index(key, path, "train")[0].classes if split != "train" and not note else None
+        index = folder_index(folder, classes=train_classes)
+        index.source = f"{folder} (ImageFolder{'; ' + note if note else ''})"
+        result = index, note
+    _INDEXES[cache_key] = (signature, result)
+    return result
+
+
+def _resize_in_memory(images, transform):
+    """uint8 [N, C, H, W] -> [N, C, S, S] through the eval transform, one image at a time (PIL, as the files)."""
+    out = torch.empty((len(images), images.shape[1], transform.img_size, transform.img_size), dtype=torch.uint8)
+    for i, img in enumerate(images):
+        out[i] = pil_to_tensor(transform.eval_pil(tensor_to_pil(img)))
+    return out
+
+
+def _describe_resize(transform, storage, sizes, when="once on load"):
+    """One clause for the source line and the log: what the resize did, from which size(s)."""
+    before = f"{sizes[0][1]}x{sizes[0][0]}" if len(sizes) == 1 else f"{len(sizes)} different sizes"
+    what = (f"resized {before} -> {storage.img_size}x{storage.img_size} {when} (shorter side to "
+            f"{storage.resize_size}, centre crop, {transform.interpolation})")
+    return what + (f", the source of {transform.img_size}px random-resized crops" if storage is not transform else "")
+
+
+def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, download=None, verbose=True,
+                 transform=None, stream=False, workers=0, **options):
+    """Load `split` of dataset `name` as an `ImageDataset` (uint8 images on the CPU, see dataset.py), or, with
+    `stream=True`, as a `FileDataset` that decodes its files when asked (ImageFolder and file lists only).
+
+    name: one of DATASETS, "synthetic:NxCxHxW[:K]", an ImageFolder directory, "imagefolder:PATH", or a file
+    list (.csv/.tsv/.txt, "filelist:PATH"; see filelist.py).
     subset=N keeps a class-stratified random N images chosen with `seed` (deterministic).
     download: True fetches with torchvision if not found, None only when online, False never.
+    transform: the run's `ImageTransform`; its `img_size` resizes every image (eval transform: shorter side
+    to ⌊S/crop_pct⌋, centre crop), once here for data held in memory. A training split for random-resized
+    crops is kept at the crop source size instead (`ImageTransform.source`). None: every image as it is.
+    workers: DataLoader processes decoding image files (0: this process).
     options (synthetic only): num_samples, image_size=(C, H, W), num_classes.
     """
     key, path = resolve_name(name)
+    transform = transform or ImageTransform()
     if options and not key.startswith("synthetic"):
         raise ValueError(f"options {sorted(options)} only apply to the synthetic dataset")
+    if stream and key not in ("imagefolder", "filelist"):
+        raise ValueError(f"--data-path stream decodes image files (an ImageFolder or a file list); {key} is read "
+                         f"whole into memory: use --data-path memory or auto")
     lossy, subset_done = False, False
-    if key != "imagefolder" and split not in _SPLITS:
+    if key not in ("imagefolder", "filelist") and split not in _SPLITS:
         raise ValueError(f"split must be 'train' or 'test' for {key}, got {split!r}")
+    storage = transform.source() if transform.rrc and split == "train" and not stream else transform
+    if key in ("imagefolder", "filelist"):
+        return _load_files(key, path, split, subset, seed, transform, storage, stream, workers, verbose)
     if key.startswith("synthetic"):
         n, c, h, w, k = parse_spec(key)
         n = options.pop("num_samples", n)
@@ -156,19 +230,6 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
         classes, source = [f"class{i}" for i in range(k)], f"generated synthetic:{n}x{c}x{h}x{w}:{k}"
         mean, std = channel_stats(make_synthetic("train", n, c, h, w, k)[0] if split != "train" else images)
         key = "synthetic"
-    elif key == "imagefolder":
-        folder, note = split_dir(path, split)
-        train_folder = split_dir(path, "train")[0] if split != "train" and not note else None
-        images, labels, classes = read_image_folder(
-            folder, classes=read_image_folder_classes(train_folder) if train_folder else None)
-        missing = sorted(set(classes) - set(read_image_folder_classes(folder)))
-        if missing:
-            _log(verbose, f"{folder} has no images of class(es) {', '.join(missing)} of the train split")
-        source = f"{folder} (ImageFolder{'; ' + note if note else ''})"
-        try:
-            mean, std = train_stats(str(path), Path(path).stat().st_mtime)
-        except FileNotFoundError:   # split folders without a train split: this split's own statistics
-            mean, std = channel_stats(images)
     else:
         folder = locate(key, split, data_dir, download, verbose)
         images, labels, classes, note, subset_done = _read_builtin(key, split, folder, subset, seed)
@@ -183,7 +244,45 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
             ds = ds.take(indices, f"stratified subset of {len(indices)}/{len(ds)}, seed {seed}")
     elif subset_done:
         ds.source += f"; stratified subset of {len(ds)}/{BUILTIN[key].counts[split]}, seed {seed}"
+    _, h, w = ds.image_size
+    if not storage.is_identity_for(h, w):
+        what = _describe_resize(transform, storage, [(h, w)])
+        ds = replace(ds, images=_resize_in_memory(ds.images, storage), source=f"{ds.source}; {what}",
+                     out_size=(transform.img_size,) * 2 if storage is not transform else None)
+        _log(verbose, f"{ds.name} {split}: {what}")
     _log(verbose, f"{ds.name} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
+                  f"{ds.num_classes} classes from {ds.source}")
+    return ds
+
+
+def _load_files(key, path, split, subset, seed, transform, storage, stream, workers, verbose):
+    """An ImageFolder or file list split: indexed from headers, decoded whole (memory) or per epoch (stream)."""
+    index, note = file_index(key, path, split)
+    train_index = index if split == "train" else file_index(key, path, "train")[0]
+    channels = train_index.channels
+    missing = sorted(set(index.classes) - {index.classes[y] for y in index.labels.unique().tolist()})
+    if missing:
+        _log(verbose, f"{index.source} has no images of class(es) {', '.join(missing)} of the train split")
+    stats_of = FileDataset(train_index, transform, (0.0,) * channels, (1.0,) * channels, key, channels=channels)
+    mean, std = file_stats(stats_of, sources.cache_dir(), workers)
+    fds = FileDataset(index, storage, mean, std, key, source=index.source, split=split, channels=channels,
+                      workers=workers)
+    if subset is not None:
+        indices = stratified_indices(fds.labels, subset, seed, fds.num_classes)
+        if len(indices) < len(fds):
+            fds = fds.take(indices, f"stratified subset of {len(indices)}/{len(fds)}, seed {seed}")
+    sizes = index.sizes()
+    if transform.img_size is not None and not (len(sizes) == 1 and storage.is_identity_for(*sizes[0])):
+        fds.source += "; " + _describe_resize(transform, storage, sizes,
+                                              "per image as it is read" if stream else "once on load")
+    if stream:
+        _log(verbose, f"{key} {split}: {len(fds)} image files streamed at {'x'.join(map(str, fds.image_size))}, "
+                      f"{fds.num_classes} classes from {fds.source}")
+        return fds
+    ds = fds.to_memory(workers)
+    if storage is not transform:
+        ds.out_size = (transform.img_size,) * 2
+    _log(verbose, f"{key} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
                   f"{ds.num_classes} classes from {ds.source}")
     return ds
 

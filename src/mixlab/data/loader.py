@@ -1,10 +1,14 @@
 """Device-resident batches: the uint8 dataset lives on the training device; crop, flip and normalise run
 there, batched and per sample (the airbench recipe), with no DataLoader workers and no per-image Python loop.
+`PlannedLoader` holds what this loader shares with the streaming one (stream.py): the epoch plan, the DDP
+slices, normalisation and `iter_weighted`.
 
 Epoch plan: a CPU `torch.Generator` seeded from (seed, epoch) draws, in this order, the permutation of the
 N samples (if shuffling), a crop offset (dy, dx) ∈ [0, 2p]² (if cropping with padding p) and a flip bit (if
 flipping) for each *position* of the epoch order. So batches are a pure function of (seed, epoch), the same
-on every device and for every world size.
+on every device and for every world size. A random-resized crop (transforms.py) draws its box from a
+generator seeded by `sample_seed_base(seed, epoch) + position`, apart from the epoch generator; on the device
+it is cut from the stored crop source and resized by `resized_crop_batch`.
 
 Random crop = torchvision RandomCrop(size, padding=p) with zero fill: out[c, i, j] = pad(x)[c, dy + i, dx + j];
 horizontal flip reverses j. Both are one gather with per-sample index tensors.
@@ -19,6 +23,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from .transforms import resized_crop_batch, rrc_box, sample_generator
 
 
 def epoch_generator(seed, epoch):
@@ -46,26 +52,35 @@ def crop_flip(images, offsets=None, flips=None, padding=0):
     return padded.reshape(b, c, (h + 2 * padding) * padded_w).gather(2, flat_index).view(b, c, h, w)
 
 
-class DeviceLoader:
-    """Iterate (x float32 [B, C, H, W] normalised, y int64 [B]) on `device`; see the module docstring.
+def sample_seed_base(seed, epoch):
+    """The first per-sample seed of an epoch; sample at position p of the epoch order uses base + p. Drawn
+    apart from the epoch generator, so adding per-sample randomness leaves the other draws unchanged."""
+    digest = hashlib.sha256(f"mixlab.data.sample:{int(seed)}:{int(epoch)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 2
 
-    train=False: no shuffle, no augmentation, no drop_last (shuffle/drop_last may still be set explicitly).
-    crop_padding: 0 or None disables the crop. normalize: (mean, std), None = the dataset's train statistics,
-    False = only scale to [0, 1].
+
+class PlannedLoader:
+    """What the device-resident and the streaming loader share: the epoch plan (module docstring), the
+    global batch's strided DDP slices, normalisation, and `iter_weighted`. A subclass supplies `iter_from`
+    and `_single`.
+
+    transform: the run's `ImageTransform`; with `random_resized_crop` a training loader draws a crop box per
+    sample (from a generator seeded by `sample_seed_base` + position) instead of the padded crop.
     """
 
-    def __init__(self, ds, batch_size, device="cpu", train=True, shuffle=None, drop_last=None, crop_padding=4,
-                 flip=True, normalize=None, seed=0, rank=0, world_size=1):
+    def __init__(self, ds, batch_size, train=True, shuffle=None, drop_last=None, crop_padding=4, flip=True,
+                 normalize=None, seed=0, rank=0, world_size=1, transform=None):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.dataset, self.batch_size, self.rank, self.world_size = ds, batch_size, rank, world_size
-        self.device = torch.device(device)
         self.train, self.seed, self.epoch = train, seed, 0
         self.shuffle = train if shuffle is None else bool(shuffle)
         self.drop_last = train if drop_last is None else bool(drop_last)
-        self.padding = int(crop_padding or 0) if train else 0
+        self.rrc = bool(train and transform is not None and transform.rrc)
+        self.transform = transform
+        self.padding = int(crop_padding or 0) if train and not self.rrc else 0
         self.flip = bool(flip) and train
         if self.padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {crop_padding}")
@@ -75,17 +90,16 @@ class DeviceLoader:
         if self.num_batches == 0:
             raise ValueError(f"{ds.name} {ds.split} has {n} images, fewer than one global batch of "
                              f"{self.global_batch} (batch_size {batch_size} x world_size {world_size}) with drop_last")
-        self.images = ds.images.to(self.device)   # once; batches are gathered from here
-        self.labels = ds.labels.to(self.device)
+        channels = ds.image_size[0]
         if normalize is False:
-            mean, std = (0.0,) * ds.image_size[0], (1.0,) * ds.image_size[0]
+            mean, std = (0.0,) * channels, (1.0,) * channels
         else:
             mean, std = (ds.mean, ds.std) if normalize is None else normalize
-        if len(mean) != ds.image_size[0] or len(std) != ds.image_size[0] or min(std) <= 0:
-            raise ValueError(f"normalize needs {ds.image_size[0]} means and positive stds, got {mean} / {std}")
+        if len(mean) != channels or len(std) != channels or min(std) <= 0:
+            raise ValueError(f"normalize needs {channels} means and positive stds, got {mean} / {std}")
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.scale = (1.0 / (255.0 * std_t)).to(self.device)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t).to(self.device)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -108,17 +122,21 @@ class DeviceLoader:
         flips = torch.rand(n, generator=gen) < 0.5 if self.flip else None
         return order, offsets, flips
 
-    def iter_from(self, start_batch=0):
-        """Batches `start_batch`, ... of the current epoch (resuming mid-epoch gives the same batches)."""
-        order, offsets, flips = (t if t is None else t.to(self.device, non_blocking=True) for t in self.epoch_plan())
-        for g in range(start_batch, self.num_batches):
-            positions = slice(g * self.global_batch + self.rank, (g + 1) * self.global_batch, self.world_size)
-            index = order[positions]
-            x = self.images[index]
-            if offsets is not None or flips is not None:
-                x = crop_flip(x, None if offsets is None else offsets[positions],
-                              None if flips is None else flips[positions], self.padding)
-            yield x.float().mul_(self.scale).add_(self.shift), self.labels[index]
+    def positions(self, g):
+        """This rank's positions of global batch g in the epoch order (its strided slice r::W)."""
+        return slice(g * self.global_batch + self.rank, (g + 1) * self.global_batch, self.world_size)
+
+    def rrc_boxes(self, positions, height, width):
+        """[b, 4] random-resized-crop boxes (top, left, h, w) of an image height×width for epoch positions."""
+        base = sample_seed_base(self.seed, self.epoch)
+        return torch.tensor([rrc_box(height, width, sample_generator(base + int(p)), self.transform.crop_scale_min)
+                             for p in positions], dtype=torch.long).view(-1, 4)
+
+    def normalise(self, x):
+        """uint8 (or float in 0..255) [B, C, H, W] on the device -> float32 (x/255 − mean)/std."""
+        if self._scale.device != x.device:
+            self._scale, self._shift = self._scale.to(x.device), self._shift.to(x.device)
+        return x.float().mul_(self._scale).add_(self._shift)
 
     def __iter__(self):
         return self.iter_from(0)
@@ -140,12 +158,51 @@ class DeviceLoader:
             else:
                 yield x, y, self.world_size / size
 
+
+class DeviceLoader(PlannedLoader):
+    """Iterate (x float32 [B, C, H, W] normalised, y int64 [B]) on `device`; see the module docstring.
+
+    train=False: no shuffle, no augmentation, no drop_last (shuffle/drop_last may still be set explicitly).
+    crop_padding: 0 or None disables the crop. normalize: (mean, std), None = the dataset's train statistics,
+    False = only scale to [0, 1]. With a random-resized-crop `transform`, the stored images are the crop
+    source (`ImageTransform.source`) and each crop is resized on the device (`transforms.resized_crop_batch`).
+    """
+
+    def __init__(self, ds, batch_size, device="cpu", train=True, shuffle=None, drop_last=None, crop_padding=4,
+                 flip=True, normalize=None, seed=0, rank=0, world_size=1, transform=None):
+        super().__init__(ds, batch_size, train, shuffle, drop_last, crop_padding, flip, normalize, seed, rank,
+                         world_size, transform)
+        self.device = torch.device(device)
+        self.images = ds.images.to(self.device)   # once; batches are gathered from here
+        self.labels = ds.labels.to(self.device)
+        self.scale, self.shift = self._scale.to(self.device), self._shift.to(self.device)
+        self._scale, self._shift = self.scale, self.shift
+
+    def _batch(self, plan, positions):
+        """(x normalised, y) of the epoch-order `positions` (a slice), augmented as the epoch plan says."""
+        order, offsets, flips = plan
+        index = order[positions]
+        x = self.images[index]
+        if self.rrc:
+            boxes = self.rrc_boxes(range(len(order))[positions], *self.images.shape[2:])
+            x = resized_crop_batch(x, boxes, self.transform.img_size)
+            if flips is not None:
+                x = torch.where(flips[positions][:, None, None, None], x.flip(-1), x)
+        elif offsets is not None or flips is not None:
+            x = crop_flip(x, None if offsets is None else offsets[positions],
+                          None if flips is None else flips[positions], self.padding)
+        return self.normalise(x), self.labels[index]
+
+    def _plan_on_device(self):
+        return tuple(t if t is None else t.to(self.device, non_blocking=True) for t in self.epoch_plan())
+
+    def iter_from(self, start_batch=0):
+        """Batches `start_batch`, ... of the current epoch (resuming mid-epoch gives the same batches)."""
+        plan = self._plan_on_device()
+        for g in range(start_batch, self.num_batches):
+            yield self._batch(plan, self.positions(g))
+
     def _single(self, g):
         """The first sample of global batch g, augmented as in the epoch plan."""
-        order, offsets, flips = self.epoch_plan()
         pos = g * self.global_batch
-        x = self.images[order[pos:pos + 1].to(self.device)]
-        if offsets is not None or flips is not None:
-            x = crop_flip(x, None if offsets is None else offsets[pos:pos + 1].to(self.device),
-                          None if flips is None else flips[pos:pos + 1].to(self.device), self.padding)
-        yield x.float().mul_(self.scale).add_(self.shift), self.labels[order[pos:pos + 1].to(self.device)]
+        yield self._batch(self._plan_on_device(), slice(pos, pos + 1))

@@ -156,19 +156,18 @@ def final_result(summary):
     return f"final test top-1 {summary['test_top1']:.2f}%"
 
 
-def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log):
-    """Train or resume every run not done; (summaries by (model, dataset), failures)."""
+def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log, launcher=None):
+    """Train or resume every run not done, through `launcher` (launch.py; default: one after another in this
+    process); (summaries by (model, dataset) in plan order, failures)."""
     from ..train import TrainConfig
+    from .launch import Sequential
 
-    results, failed = {}, []
-    todo = sum(r.status != "done" for r in runs)
-    started = 0
-    for run in runs:
-        summary = None
+    failed, summaries, jobs = {}, {}, []
+    for i, run in enumerate(runs):
         if run.status == "foreign":
-            failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed,
-                           "error": f"{RunDir(run.path).describe()}; move it away or pass another --out"})
-            log(f"    skipped: {failed[-1]['error']}")
+            failed[i] = {"model": run.model, "dataset": run.dataset, "seed": run.seed,
+                         "error": f"{RunDir(run.path).describe()}; move it away or pass another --out"}
+            log(f"    skipped: {failed[i]['error']}")
             continue
         if run.status == "done":
             summary = RunDir(run.path).read_summary()
@@ -178,34 +177,52 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                 summary = None   # more epochs asked of a finished run: the engine continues it
             elif mismatch:
                 raise ValueError(f"{mismatch}; pass another --out or the same settings")
-        if summary is None:
-            started += 1
-            action = "training" if run.status == "new" else "resuming"
-            log(f"[{started}/{max(todo, started)}] {action} {run.model} on {run.dataset} seed {run.seed} "
-                f"({run.epochs} epochs) -> {run.path}")
-            cfg = TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs), data=run.dataset,
-                              recipe=recipe, epochs=run.epochs,
-                              batch_size=batch_size, subset=subset, device=device, out=str(run.path),
-                              resume=str(run.path) if run.status != "new" else None, seed=run.seed,
-                              data_dir=data_dir, compile=compile, overrides=dict(run.overrides))
-            try:
-                summary = train_fn(cfg)
-            except Exception as e:   # noqa: BLE001 (one broken run must not stop a day-long table; reported)
-                first = str(e).splitlines()[0] if str(e) else ""
-                kind = "" if isinstance(e, (RuntimeError, ValueError, FileNotFoundError)) else f"{type(e).__name__}: "
-                failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed, "error": kind + first})
-                log(f"    failed: {failed[-1]['error']}")
+            if summary is not None:
+                summaries[i] = summary
                 continue
-            log(f"    {final_result(summary)}  ({summary.get('train_seconds', 0):.0f} s)")
-        summary = dict(summary, augmentation=augmentation_of(RunDir(run.path)))
-        results.setdefault((run.model, run.dataset), []).append(summary)
-    return results, failed
+        jobs.append((i, TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs),
+                                    data=run.dataset, recipe=recipe, epochs=run.epochs,
+                                    batch_size=batch_size, subset=subset, device=device, out=str(run.path),
+                                    resume=str(run.path) if run.status != "new" else None, seed=run.seed,
+                                    data_dir=data_dir, compile=compile, overrides=dict(run.overrides))))
+    launcher = launcher or Sequential(train_fn)
+    if getattr(launcher, "train_fn", None) is None:
+        launcher.train_fn = train_fn
+    if jobs and not isinstance(launcher, Sequential):
+        log(f"{len(jobs)} runs to train: {launcher.describe()}")
+    started = []
+
+    def on_start(i):
+        run = runs[i]
+        started.append(i)
+        action = "training" if run.status == "new" else "resuming"
+        log(f"[{len(started)}/{len(jobs)}] {action} {run.model} on {run.dataset} seed {run.seed} "
+            f"({run.epochs} epochs) -> {run.path}")
+
+    def on_done(i, outcome):
+        run = runs[i]
+        kind, value = outcome
+        if kind == "ok":
+            summaries[i] = value
+            log(f"    {'' if isinstance(launcher, Sequential) else run.path.as_posix() + ': '}{final_result(value)}"
+                f"  ({value.get('train_seconds', 0):.0f} s)")
+        else:
+            failed[i] = {"model": run.model, "dataset": run.dataset, "seed": run.seed, "error": value}
+            log(f"    {'' if isinstance(launcher, Sequential) else run.path.as_posix() + ': '}failed: {value}")
+
+    launcher.map(jobs, on_start, on_done)
+    results = {}
+    for i, run in enumerate(runs):   # plan order, whatever order the runs finished in
+        if i in summaries:
+            summary = dict(summaries[i], augmentation=augmentation_of(RunDir(run.path)))
+            results.setdefault((run.model, run.dataset), []).append(summary)
+    return results, [failed[i] for i in sorted(failed)]
 
 
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
               markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
-              cost_fn=None, fid="auto", fid_samples=None):
+              cost_fn=None, fid="auto", fid_samples=None, launcher=None):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
@@ -250,7 +267,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     if train_fn is None:
         from ..train import train as train_fn
     results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
-                              train_fn, log)
+                              train_fn, log, launcher)
     published = load_published()
     if spec.task == "diffusion":   # rows are Fréchet distances of the finished runs' samples
         recipe_epochs = {m: model_recipe(table, m, recipe, epochs, load_recipe, overrides)[2] for m in models}

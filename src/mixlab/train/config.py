@@ -15,6 +15,7 @@ from .recipes import Recipe, check_value, parse_value, resolve_recipe
 
 # Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
 RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides")
+DATA_PATHS = ("auto", "memory", "stream")
 # Model arguments that the dataset decides; --model-kwargs may not set them.
 DATA_DECIDED = ("num_classes", "in_chans", "img_size")
 
@@ -39,6 +40,9 @@ class TrainConfig:
     overrides: dict = field(default_factory=dict)   # any other recipe key, e.g. {"ema_decay": 0.999}
     eval_batch_size: int = 1000
     log_every: int = 50             # steps between non-finite-loss checks (one device sync each)
+    # --- where the images live (mixlab.data: device-resident or streamed from files) ---
+    data_path: str = "auto"         # auto | memory | stream; the run records the path it took
+    data_workers: int = None        # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -61,6 +65,11 @@ def check(config):
             raise ValueError("a dataset is needed to train (--data)")
     for name in ("epochs", "batch_size", "subset", "eval_batch_size", "log_every"):
         _positive_int(getattr(config, name), name.replace("_", " "))
+    if config.data_path not in DATA_PATHS:
+        raise ValueError(f"data path must be one of {', '.join(DATA_PATHS)}, got {config.data_path!r}")
+    if config.data_workers is not None and (isinstance(config.data_workers, bool) or
+                                            not isinstance(config.data_workers, int) or config.data_workers < 0):
+        raise ValueError(f"data workers must be a non-negative integer, got {config.data_workers!r}")
     if config.lr is not None and (isinstance(config.lr, bool) or not isinstance(config.lr, (int, float))
                                   or not math.isfinite(config.lr) or config.lr <= 0):
         raise ValueError(f"learning rate must be a finite positive number, got {config.lr!r}")
@@ -142,6 +151,8 @@ def merge_for_resume(saved, config):
     merged.resume, merged.overwrite = config.resume, False
     if config.data_dir:
         merged.data_dir = config.data_dir
+    if config.data_workers is not None:   # how many processes decode changes no number, only speed
+        merged.data_workers = config.data_workers
     return merged
 
 

@@ -12,6 +12,7 @@ so a run killed at any instant and resumed produces bit-identical metrics and we
 Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is split
 over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
+import dataclasses
 import json
 import platform
 import sys
@@ -208,20 +209,22 @@ def _check_recorded_model(out, saved):
 
 
 def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
-    from ..data import DeviceLoader, load_dataset
+    from .data_setup import make_train_loader, prepare_data
 
     config.out = str(out.path)
-    train_ds = load_dataset(config.data, split="train", data_dir=config.data_dir, subset=config.subset,
-                            seed=config.seed)
-    test_ds = load_dataset(config.data, split="test", data_dir=config.data_dir, subset=config.subset,
-                           seed=config.seed)
+    device = ddp_device or pick_device(config.device)
+    # the recipe's image keys decide how the data is read; its batch (capped to the data) is settled below
+    data = prepare_data(config, resolve(config, world_size=d.world_size, saved_recipe=saved_recipe)[0], device, log)
+    train_ds, test_ds = data.train, data.test
     if list(train_ds.classes) != list(test_ds.classes):
         raise ValueError(f"{config.data}: the train and test splits name different classes "
                          f"({len(train_ds.classes)} vs {len(test_ds.classes)}); they must be the same list")
     recipe, note = resolve(config, train_size=len(train_ds), world_size=d.world_size, saved_recipe=saved_recipe)
     if note:
         log(note)
-    device = ddp_device or pick_device(config.device)
+    # what the run resolved is what it records: a resume, `mixlab eval` and `predict` read it back
+    recipe = dataclasses.replace(recipe, img_size=data.transform.img_size, crop_pct=data.transform.crop_pct)
+    config.data_path = data.path
     if recipe.batch_size % d.world_size:
         raise ValueError(f"batch size {recipe.batch_size} does not split over {d.world_size} processes")
     precision = Precision(recipe.precision, device)
@@ -230,9 +233,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     task = task_for(config.model)
     c, h, _ = train_ds.image_size
     mean, std = normalisation(recipe.normalize, train_ds)
-    loader = DeviceLoader(train_ds, recipe.batch_size // d.world_size, device, train=True,
-                          drop_last=recipe.drop_last, crop_padding=recipe.crop_padding, flip=recipe.flip,
-                          normalize=(mean, std), seed=config.seed, rank=d.rank, world_size=d.world_size)
+    loader = make_train_loader(data, recipe, recipe.batch_size // d.world_size, device, mean, std, config.seed,
+                               d.rank, d.world_size)
 
     torch.manual_seed(config.seed)
     # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
@@ -249,7 +251,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         log(f"resuming {out.path} after epoch {run.start_epoch}/{recipe.epochs}")
     if d.is_main:
         meta = dict(mean=mean, std=std, class_names=list(train_ds.classes), dataset=train_ds.name, in_chans=c,
-                    img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source)
+                    img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source, data_path=data.path,
+                    eval_transform=data.transform.record(c, mean, std) if data.transform.img_size else None)
         config_json = model_config(model, **meta)
         config_json.update(train=config.to_dict(), recipe=recipe.to_dict(), world_size=d.world_size, **task_config)
         out.write_json(CONFIG, config_json)

@@ -1,7 +1,9 @@
 """Top-1 accuracy and mean cross-entropy on a dataset split, no augmentation (unless the paper quirk asks).
 
 Evaluation is sharded under DDP: rank r scores images r, r+W, r+2W, …, and the sums are all-reduced, so
-every rank gets the same numbers for the whole split.
+every rank gets the same numbers for the whole split. The split is read through its `batches(indices,
+batch_size)`: slices of the uint8 tensor for data held in memory, files decoded in DataLoader workers at the
+run's eval transform for a streamed split (never loaded whole).
 """
 import contextlib
 
@@ -21,7 +23,7 @@ def normalise(images_uint8, mean, std, device):
 
 @torch.no_grad()
 def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None, precision=None, augment=None):
-    """{'loss', 'top1' (percent), 'n'} of `model` on `dataset` (.images uint8, .labels int64).
+    """{'loss', 'top1' (percent), 'n'} of `model` on `dataset` (an ImageDataset or a streamed FileDataset).
 
     precision: a `Precision` (the run's), None for fp32. `augment=(padding, flip, seed)` reproduces the
     official NiNformer/Activator quirk of evaluating on randomly cropped and flipped test images: like
@@ -36,9 +38,9 @@ def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None,
     totals = torch.zeros(3, dtype=torch.float64, device=device)   # loss sum, correct, count
     generator = torch.Generator().manual_seed(augment[2]) if augment else None
     autocast = precision.autocast if precision is not None else contextlib.nullcontext
-    for start in range(0, len(index), batch_size):
+    for start, images in zip(range(0, len(index), batch_size), dataset.batches(index, batch_size)):
         idx = index[start:start + batch_size]
-        images = dataset.images[idx].to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True)
         if augment:
             pad, flip = int(augment[0] or 0), bool(augment[1])
             offsets = torch.randint(0, 2 * pad + 1, (len(idx), 2), generator=generator).to(device)
@@ -82,8 +84,11 @@ def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", d
     name = data or train_cfg.get("data") or config.get("dataset")
     if not name:
         raise ValueError(f"{run.path}/config.json names no dataset: pass --data")
+    transform = _recorded_transform(config)
+    stream = train_cfg.get("data_path") == "stream" and name == train_cfg.get("data")
     ds = load_dataset(name, split=split, data_dir=data_dir or train_cfg.get("data_dir"), subset=subset,
-                      seed=train_cfg.get("seed", 0) or 0)
+                      seed=train_cfg.get("seed", 0) or 0, transform=transform, stream=stream,
+                      workers=train_cfg.get("data_workers") or 0)
     expected = tuple(config["input_size"])
     if tuple(ds.image_size) != expected:
         raise ValueError(f"{name} images are {tuple(ds.image_size)} but the model was trained on {expected}")
@@ -92,3 +97,11 @@ def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", d
     result = evaluate(model, ds, device, config["mean"], config["std"], batch_size=batch_size, precision=precision)
     return {**result, "dataset": ds.name, "split": split, "weights": weights_file or "default weights",
             "model": config["model"], "precision": precision.name}
+
+
+def _recorded_transform(config):
+    """The eval transform a run recorded (config.json `eval_transform`); None for runs at their data's own
+    size (and runs recorded before image size was a choice)."""
+    from ..data import ImageTransform
+    record = config.get("eval_transform")
+    return ImageTransform.from_record(record) if record else None

@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional, Union
 
+from ..data.transforms import INTERPOLATIONS, TRAIN_TRANSFORMS
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "multistep")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -62,6 +64,21 @@ class Recipe:
     normalize: Union[str, list] = "dataset"
     # the official NiNformer/Activator 2024 quirk: evaluate on randomly cropped and flipped test images
     test_augment: bool = False
+
+    # --- image size and resizing (mixlab.data.transforms, timm's conventions) --------------------------------
+    # The side S every image is brought to. None: the images' own size when they share one (square) size;
+    # an ImageFolder or file list whose images differ or do not fit the model goes to the model's native
+    # size (one log line says so). The run records the resolved value.
+    img_size: Optional[int] = field(default=None, metadata={"min": 1})
+    # crop_flip: the eval resize, then crop_padding + flip; random_resized_crop: timm's RRC of the image + flip
+    train_transform: str = field(default="crop_flip", metadata={"choices": TRAIN_TRANSFORMS})
+    # eval transform: shorter side to floor(S / crop_pct), centre crop S. None: 1.0 (the whole shorter side)
+    # with crop_flip, 0.875 (timm's default) with random_resized_crop. The run records the resolved value.
+    crop_pct: Optional[float] = field(default=None, metadata={"min": 0.05, "max": 1.0})
+    # the random-resized crop's smallest area fraction: scale = (crop_scale_min, 1) in timm/torchvision
+    crop_scale_min: float = field(default=0.08, metadata={"min": 0.01, "max": 1.0})
+    # the resampling filter of every resize (eval transform, random-resized crop, --img-size on built-ins)
+    interpolation: str = field(default="bilinear", metadata={"choices": INTERPOLATIONS})
 
     # --- diffusion (DDPM, mixlab.diffusion): read by the diffusion task only, ignored by classifiers -------
     diffusion_timesteps: int = field(default=1000, metadata={"min": 2})          # T of the forward process

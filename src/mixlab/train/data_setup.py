@@ -1,0 +1,170 @@
+"""What a run trains on: its image size, where the images live (device-resident or streamed), both splits,
+and the training loader.
+
+Image size S: the recipe's `img_size` (`--img-size`) when set. Otherwise built-in and synthetic data keep
+their own size; an ImageFolder or a file list keeps its images' size when they all share one square size the
+model accepts, and otherwise goes to the model's native size (its registered input size), said in one log
+line.
+
+Data path (`--data-path auto`): built-in and synthetic datasets are held in memory (they are small). Image
+files are decoded once into memory when the decoded splits — N × C × S × S bytes, the training split at the
+crop-source size for random-resized crops — fit `RAM_FRACTION` of the available RAM and, on a GPU, the
+training split fits `GPU_FRACTION` of its free memory; otherwise they are streamed from disk. `memory` and
+`stream` force either. The run records the path it took in config.json.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+
+RAM_FRACTION = 0.5
+GPU_FRACTION = 0.5
+FEW_IMAGES = 512        # below this many files, decoding in the main process beats starting worker processes
+MAX_WORKERS = 8
+
+
+@dataclass
+class RunData:
+    train: object          # ImageDataset (memory) or FileDataset (stream)
+    test: object
+    transform: object      # the run's ImageTransform (S, crop_pct, interpolation, train transform)
+    path: str              # memory | stream
+    workers: int           # DataLoader processes decoding files
+
+
+def available_ram():
+    """Bytes of RAM available to new allocations (MemAvailable), or the free pages where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _gib(n):
+    return f"{n / 2**30:.2f} GiB"
+
+
+def choose_data_path(asked, host_bytes, device_bytes, ram, gpu_free=None):
+    """(memory | stream, reason). host_bytes: both decoded splits; device_bytes: the training split, which
+    lives on the GPU when training there (gpu_free = its free bytes, None on CPU)."""
+    if asked in ("memory", "stream"):
+        return asked, f"--data-path {asked}"
+    budget = RAM_FRACTION * ram
+    if host_bytes > budget:
+        return "stream", f"{_gib(host_bytes)} decoded > {_gib(budget)} ({RAM_FRACTION:g} of the available RAM)"
+    if gpu_free is not None and device_bytes > GPU_FRACTION * gpu_free:
+        return "stream", (f"{_gib(device_bytes)} decoded training images > {_gib(GPU_FRACTION * gpu_free)} "
+                          f"({GPU_FRACTION:g} of the free GPU memory)")
+    return "memory", f"{_gib(host_bytes)} decoded fits in {_gib(budget)} ({RAM_FRACTION:g} of the available RAM)"
+
+
+def model_accepts(model, size, channels, model_kwargs):
+    """None when `model` builds at size×size, else the first line of its refusal (built on the meta device)."""
+    from .. import create_model
+    try:
+        with torch.device("meta"):
+            create_model(model, num_classes=2, in_chans=channels, img_size=size, **(model_kwargs or {}))
+    except ValueError as e:
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception:   # noqa: BLE001 (other failures are the real build's to report, with its message)
+        return None
+    return None
+
+
+def choose_img_size(sizes, channels, model, model_kwargs, where):
+    """(S, note) for image files of `sizes` [(h, w)] when the recipe sets none (module docstring)."""
+    from ..registry import model_cfg
+    if len(sizes) == 1 and sizes[0][0] == sizes[0][1]:
+        refusal = model_accepts(model, sizes[0][0], channels, model_kwargs)
+        if refusal is None:
+            return sizes[0][0], None
+        why = f"are {sizes[0][1]}x{sizes[0][0]}, which {model} refuses ({refusal})"
+    elif len(sizes) == 1:
+        why = f"are {sizes[0][1]}x{sizes[0][0]}, not square"
+    else:
+        shown = ", ".join(f"{w}x{h}" for h, w in sizes[:3]) + (", …" if len(sizes) > 3 else "")
+        why = f"differ in size ({len(sizes)} sizes: {shown})"
+    native = int(model_cfg(model)["input_size"][1])
+    return native, (f"{where}: the images {why}; resizing them to {native}x{native}, {model}'s native size "
+                    f"(set --img-size to choose another)")
+
+
+def _workers(asked, n_images):
+    """DataLoader processes: as asked; else none for a few hundred files, else one per intra-op thread of
+    this process (so K runs sharing a machine under `--workers K` share its cores), at most MAX_WORKERS."""
+    if asked is not None:
+        return asked
+    if n_images < FEW_IMAGES:
+        return 0
+    return max(1, min(MAX_WORKERS, torch.get_num_threads()))
+
+
+def prepare_data(config, recipe, device, log):
+    """Both splits of `config.data` at the run's image transform, on the chosen data path (`RunData`)."""
+    from ..data import ImageTransform, load_dataset, resolve_name
+    from ..data.load import file_index
+    from ..data.synthetic import parse_spec
+    from ..data.spec import get_spec
+    from ..data.transforms import DEFAULT_CROP_PCT
+
+    key, path = resolve_name(config.data)
+    files = key in ("imagefolder", "filelist")
+    size, note = recipe.img_size, None
+    if size is not None:   # refuse a size the model cannot take before any image is decoded
+        refusal = model_accepts(config.model, size, 3, config.model_kwargs)
+        if refusal:
+            raise ValueError(f"image size {size} does not fit {config.model}: {refusal}; choose another --img-size")
+    if files:
+        train_index, _ = file_index(key, path, "train")
+        test_index, _ = file_index(key, path, "test")
+        channels = train_index.channels
+        counts = [len(train_index), len(test_index)]
+        if size is None:
+            sizes = sorted(set(train_index.sizes()) | set(test_index.sizes()))
+            size, note = choose_img_size(sizes, channels, config.model, config.model_kwargs, config.data)
+    else:
+        c, h, w = get_spec(key).image_size if get_spec(key) else parse_spec(key)[1:4]
+        channels, counts = c, None
+        size = size or (h if h == w else None)
+    if note:
+        log(note)
+    crop_pct = recipe.crop_pct or DEFAULT_CROP_PCT[recipe.train_transform]
+    if size is None and recipe.train_transform == "random_resized_crop":
+        raise ValueError(f"{config.data}: random_resized_crop needs a square image size; set --img-size")
+    transform = ImageTransform(size, crop_pct, recipe.interpolation, recipe.train_transform, recipe.crop_scale_min)
+    if files:
+        if config.subset:
+            counts = [min(config.subset, n) for n in counts]
+        stored = transform.source() if transform.rrc else transform
+        train_bytes = counts[0] * channels * stored.img_size ** 2
+        host = train_bytes + counts[1] * channels * size ** 2
+        gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+        data_path, reason = choose_data_path(config.data_path, host, train_bytes, available_ram(), gpu_free)
+        workers = _workers(config.data_workers, sum(counts))
+        log(f"{config.data}: {'streaming the image files' if data_path == 'stream' else 'decoding the images once into memory'}"
+            f" at {channels}x{size}x{size} ({reason}; {workers} DataLoader worker(s))")
+    else:
+        data_path, workers = config.data_path, 0
+        if data_path == "stream":
+            raise ValueError(f"--data-path stream decodes image files (an ImageFolder or a file list); "
+                             f"{config.data} is read whole into memory: use --data-path memory or auto")
+        data_path = "memory"
+    kw = dict(data_dir=config.data_dir, subset=config.subset, seed=config.seed, transform=transform,
+              stream=data_path == "stream", workers=workers)
+    train_ds = load_dataset(config.data, split="train", **kw)
+    test_ds = load_dataset(config.data, split="test", **kw)
+    return RunData(train_ds, test_ds, transform, data_path, workers)
+
+
+def make_train_loader(data, recipe, batch_size, device, mean, std, seed, rank, world_size):
+    """The training loader for `data`: device-resident or streaming, one epoch plan either way."""
+    from ..data import DeviceLoader, StreamingLoader
+    kw = dict(train=True, drop_last=recipe.drop_last, crop_padding=recipe.crop_padding, flip=recipe.flip,
+              normalize=(mean, std), seed=seed, rank=rank, world_size=world_size)
+    if data.path == "stream":
+        return StreamingLoader(data.train, batch_size, device, workers=data.workers, **kw)
+    return DeviceLoader(data.train, batch_size, device, transform=data.transform, **kw)
