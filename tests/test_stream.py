@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+import mixlab
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -268,7 +270,7 @@ def test_data_path_follows_the_memory_budget(tmp_path, monkeypatch, capsys):
 
 # --- predict prepares an image as training prepared the test split ------------------------------------------
 def test_predict_applies_the_eval_transform_used_in_training(tmp_path, monkeypatch):
-    from mixlab.predict import load_for_predict, predict_files, read_image
+    from mixlab.predict import predict_files, read_image
     from mixlab.train import data_setup
     folder = mixed_folder(tmp_path / "imgs", sizes=(14, 40))
     seen = {}
@@ -285,7 +287,7 @@ def test_predict_applies_the_eval_transform_used_in_training(tmp_path, monkeypat
                json.dumps(TINY)) == 0
     test = seen["data"].test
     assert json.loads((tmp_path / "run" / "config.json").read_text())["eval_transform"]["crop_pct"] == 0.875
-    model = load_for_predict(tmp_path / "run")
+    model = mixlab.load(tmp_path / "run")   # the run's eval transform comes with it
     transform = ImageTransform.from_record(model.data_config["eval_transform"])
     assert transform == ImageTransform(16, 0.875, "bicubic")
     files = sorted((folder / "test").rglob("*.*"))   # ImageFolder order: sorted classes, sorted files

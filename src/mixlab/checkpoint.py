@@ -96,7 +96,8 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
             model.load_state_dict(state)
         except Exception as e:
             raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
-    model.data_config = {k: config.get(k) for k in ("input_size", "mean", "std", "class_names", "dataset")}
+    model.data_config = {k: config.get(k) for k in ("input_size", "mean", "std", "class_names", "dataset",
+                                                    "eval_transform")}
     model.pretrained_cfg.update({k: tuple(v) for k, v in model.data_config.items()
                                  if k in ("mean", "std") and v is not None})
     return model.eval()

@@ -61,16 +61,6 @@ def read_image(path, input_size, transform=None):
     return pil_to_tensor(transform.eval_pil(open_image(path, chans))).float() / 255.0
 
 
-def load_for_predict(run_dir, weights=None):
-    """`mixlab.load(run_dir)` with the run's recorded eval transform added to `model.data_config`."""
-    from .checkpoint import load
-    from .rundir import RunDir
-    model = load(run_dir, weights=weights)
-    if model.data_config.get("eval_transform") is None:
-        model.data_config["eval_transform"] = RunDir(run_dir).read_config().get("eval_transform")
-    return model
-
-
 def _why_unreadable(err):
     from PIL import UnidentifiedImageError
     if isinstance(err, UnidentifiedImageError):
@@ -98,7 +88,7 @@ def _normaliser(data_config, chans):
 
 
 def predict_files(model, paths, top_k=5, batch_size=64):
-    """Classify image files with `model` (from `load_for_predict` or `mixlab.load`, which set `model.data_config`).
+    """Classify image files with `model` (from `mixlab.load`, which sets `model.data_config`, the run's eval transform included).
 
     Returns (predictions, skipped): one Prediction per readable image, in input order, and (path, reason)
     for each file that could not be read.

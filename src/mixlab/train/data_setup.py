@@ -64,10 +64,11 @@ def choose_data_path(asked, host_bytes, device_bytes, ram, gpu_free=None):
 
 def model_accepts(model, size, channels, model_kwargs):
     """None when `model` builds at size×size, else the first line of its refusal (built on the meta device)."""
-    from .. import create_model
+    from .. import create_model, model_cfg
+    classes = 0 if model_cfg(model).get("num_classes") == 0 else 2   # a denoiser has no classifier head
     try:
         with torch.device("meta"):
-            create_model(model, num_classes=2, in_chans=channels, img_size=size, **(model_kwargs or {}))
+            create_model(model, num_classes=classes, in_chans=channels, img_size=size, **(model_kwargs or {}))
     except ValueError as e:
         return str(e).splitlines()[0] if str(e) else type(e).__name__
     except Exception:   # noqa: BLE001 (other failures are the real build's to report, with its message)
