@@ -2,7 +2,8 @@
 
 `mixlab demo` compares attention (ViT), the token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's
 GLU and AFF on Fashion-MNIST within about three minutes of training on two CPU cores. Every config shares
-the skeleton — patch 4 on 28 px (7×7 = 49 tokens), width 64, depth 2, channel MLP 128, final norm, mean
+the skeleton — patch 7 on 28 px (4×4 = 16 tokens: a third of the cost of patch 4's 49 tokens, which lets the demo
+afford more epochs in its three minutes — measured in docs/BENCHMARKS.md), width 64, depth 2, channel MLP 128, final norm, mean
 pooling, truncated-normal init, no dropout (too short a run to overfit) — and differs only in the token
 mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models
 '*_demo'`); the paper configs stay the paper's.
@@ -10,7 +11,7 @@ mixer, as in the papers' "equalised" comparisons. They are registered like every
 from .isotropic import IsotropicNet
 from ..registry import register_model
 
-DEMO = dict(patch_size=4, embed_dim=64, depth=2, mlp_hidden_dim=128, global_pool="avg", final_norm=True,
+DEMO = dict(patch_size=7, embed_dim=64, depth=2, mlp_hidden_dim=128, global_pool="avg", final_norm=True,
             drop_rate=0.0, weight_init="trunc_normal")
 MIXERS = {
     "vit_demo": dict(mixer="attention", mixer_kwargs={"num_heads": 4}, pos_embed="learn"),
