@@ -50,12 +50,22 @@ def test_recipes_are_named_versioned_and_faithful():
     assert (dianet.optimizer, dianet.lr, dianet.momentum, dianet.weight_decay, dianet.epochs, dianet.milestones,
             dianet.gamma, dianet.precision, dianet.drop_last) == ("sgd", 0.1, 0.9, 1e-4, 180, (60, 120), 0.1,
                                                                   "fp32", False)
-    assert (load_recipe("mixlab").precision, load_recipe("mixlab").drop_last) == ("bf16", True)
+    assert (load_recipe("mixlab").precision, load_recipe("mixlab").drop_last) == ("auto", True)
     assert auto_recipe_name("ninformer_paper") == "paper"
     assert auto_recipe_name("dia_resnet164") == "dianet" and auto_recipe_name("wrn52_4") == "dianet"
     assert auto_recipe_name("vit_tiny") == "mixlab"
     with pytest.raises(ValueError, match="unknown recipe"):
         load_recipe("nope")
+
+
+def test_auto_precision_is_bf16_on_cuda_fp32_on_cpu_and_the_run_records_what_it_resolved_to(tmp_path):
+    from mixlab.train.precision import Precision, resolve_precision
+    assert (resolve_precision("auto", "cpu"), resolve_precision("auto", "cuda")) == ("fp32", "bf16")
+    assert resolve_precision("fp16", "cpu") == "fp16" and Precision("auto", "cpu").autocast().__class__.__name__ \
+        == "nullcontext"
+    summary = train(tiny_config(tmp_path, epochs=1, overrides={"precision": "auto"}), log=lambda m: None)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert summary["precision"] == config["recipe"]["precision"] == "fp32"   # a resume reads fp32, never 'auto'
 
 
 def test_resolve_scales_lr_with_batch_and_lets_flags_override():

@@ -229,6 +229,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         raise ValueError(f"batch size {recipe.batch_size} does not split over {d.world_size} processes")
     precision = Precision(recipe.precision, device)
     precision.apply_global_settings()
+    recipe = dataclasses.replace(recipe, precision=precision.name)   # 'auto' recorded as what it resolved to
 
     task = task_for(config.model)
     c, h, _ = train_ds.image_size

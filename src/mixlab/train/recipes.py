@@ -21,7 +21,7 @@ from ..data.transforms import INTERPOLATIONS, TRAIN_TRANSFORMS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "multistep")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The β schedules of diffusers' DDPMScheduler that mixlab.diffusion accepts (ddpm.BETA_SCHEDULES, kept equal).
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 DIANET_PREFIXES = ("resnet", "dia_resnet", "dia_wrn", "wrn", "preresnet", "dia_preresnet", "resnext",
@@ -54,7 +54,8 @@ class Recipe:
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     grad_clip: Optional[float] = field(default=None, metadata={"min": 0.0})
     ema_decay: Optional[float] = field(default=None, metadata={"min": 0.0, "max": 1.0})
-    # fp32 is true fp32 (TF32 matmuls off, as the official code ran); bf16/fp16 are autocast (fp16 + scaler)
+    # fp32 is true fp32 (TF32 matmuls off, as the official code ran); bf16/fp16 are autocast (fp16 + scaler);
+    # auto is bf16 on CUDA and fp32 on a CPU (train/precision.py); a run records the one it resolved to
     precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
     # False keeps the last partial batch, as a default torch DataLoader (and the official code) does
     drop_last: bool = True
