@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, make_divisible, trunc_normal_
 from timm.models._features import feature_take_indices
 
-from ..layers.head import check_pool, new_head, pool2d
+from ..layers.head import ClassifierApi, check_pool, pool2d
 from ..mixers.fourier import AdaptiveFrequencyFilter
 from ..registry import register_model
 
@@ -106,7 +106,7 @@ class AFFBlock(nn.Module):
         return self.fusion(torch.cat([x, y], dim=1)) if self.fusion is not None else y
 
 
-class AFFNet(nn.Module):
+class AFFNet(ClassifierApi, nn.Module):
     """AFFNet classifier with the timm model API. `channels` are the five stage widths; `depths` the AFF block
     counts of stages 3–5; `ffn_ratio` the MV2 expansion inside the AFF blocks (ffn_dim / dim).
 
@@ -171,21 +171,6 @@ class AFFNet(nn.Module):
     def group_matcher(self, coarse=False):
         """Parameter groups for layer-wise lr decay: stem, each stage, the head conv."""
         return dict(stem=r"^stem", blocks=[(r"^layer(\d+)", None), (r"^conv_head", (99999,))])
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable=True):
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes, global_pool=None):
-        if global_pool is not None:
-            check_pool(global_pool)
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        self.head = new_head(self, self.num_features, num_classes, ref=self.stem[0].weight)
 
     def _stage(self, stage, x):
         if self.grad_checkpointing and not torch.jit.is_scripting():

@@ -40,7 +40,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
 from ..layers.se import squeeze_excite
-from ..layers.head import check_pool, new_head, pool2d
+from ..layers.head import ClassifierApi, check_pool, pool2d
 from ..registry import register_model
 
 
@@ -182,7 +182,7 @@ class DIAStage(nn.Module):
         return x
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ClassifierApi, nn.Module):
     """CIFAR ResNet (3 stages, stride 1/2/2) over one block type, optionally with DIA or SE attention.
 
     block: 'bottleneck' (ResNet-164; with cardinality > 1 ResNeXt), 'preact_bottleneck' (PreResNet-164) or
@@ -290,21 +290,6 @@ class CifarResNet(nn.Module):
         """Parameter groups for layer-wise lr decay: stem, each stage (or block), the final norm."""
         blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.blocks\.(\d+)"
         return dict(stem=r"^stem", blocks=[(blocks, None), (r"^stages\.(\d+)\.dia", None), (r"^final_bn", (99999,))])
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable=True):
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes, global_pool=None):
-        if global_pool is not None:
-            check_pool(global_pool)
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        self.head = new_head(self, self.num_features, num_classes, ref=self.stem.weight)
 
     def _stem(self, x):
         x = self.stem(x)

@@ -13,7 +13,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers import MetaFormerBlock, PatchEmbed, capabilities, channel_mlp_class, create_channel_mlp, tokens_to_image
 from ..layers.dia import DIALSTMCell
-from ..layers.head import new_head
+from ..layers.head import ClassifierApi
 from ..mixers import create_mixer, mixer_class, mixer_name
 from ..registry import register_model_class
 
@@ -21,7 +21,7 @@ POOLS = ("avg", "token", "")
 
 
 @register_model_class
-class IsotropicNet(nn.Module):
+class IsotropicNet(ClassifierApi, nn.Module):
     """MetaFormer-style isotropic classifier with a pluggable token mixer and channel MLP (timm model API).
 
     Args:
@@ -120,20 +120,8 @@ class IsotropicNet(nn.Module):
         return dict(stem=r"^cls_token|^pos_embed|^patch_embed",
                     blocks=[(r"^blocks\.(\d+)", None), (r"^dia|^norm", (99999,))])
 
-    @torch.jit.ignore
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes, global_pool=None):
-        if global_pool is not None:
-            _check_pool(global_pool, self.cls_token is not None)
-            self.global_pool = global_pool
-        self.num_classes = num_classes
-        self.head = new_head(self, self.num_features, num_classes, ref=self.patch_embed.proj.weight)
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable=True):
-        self.grad_checkpointing = enable
+    def check_global_pool(self, global_pool):
+        _check_pool(global_pool, self.cls_token is not None)
 
     def _embed(self, x):
         x, grid = self.patch_embed(x)

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from ..rundir import RunDir
-from .report import _one, mean_std
+from .report import _one, bullet_notes, mean_std, outcome_notes
 from .tables import DATASET_LABELS, TABLES, load_published, paper_dataset
 
 FID_MODES = ("auto", "inception", "classifier")
@@ -329,12 +329,7 @@ def render_markdown(table, rows, spaces, skipped=(), failed=(), claims=(), overr
     unpublished = load_published()["not_retrieved"].get(table)
     if unpublished:
         notes.append(unpublished)
-    for s in skipped:
-        notes.append(f"skipped {s['dataset']}: {s['reason']}")
-    for f in failed:
-        notes.append(f"FAILED {f['model']} on {f['dataset']} seed {f['seed']}: {f['error']}")
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+    lines += bullet_notes(notes + outcome_notes(skipped, failed))
     if claims:
         lines += ["", "Claims (ours, lower FD is better):"]
         for c in claims:

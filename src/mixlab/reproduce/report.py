@@ -124,6 +124,17 @@ def _dataset_cell(row):
     return f"{label} †" if row["lossy"] else label
 
 
+def outcome_notes(skipped, failed):
+    """Footnotes for the datasets a table skipped and the runs that failed, one line each."""
+    return ([f"skipped {s['dataset']}: {s['reason']}" for s in skipped] +
+            [f"FAILED {f['model']} on {f['dataset']} seed {f['seed']}: {f['error']}" for f in failed])
+
+
+def bullet_notes(notes):
+    """Markdown lines for a table's footnotes: a blank line, then one bullet each (nothing without notes)."""
+    return [""] + [f"- {n}" for n in notes] if notes else []
+
+
 def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=None, questions=()):
     """The side-by-side table as GitHub markdown, with footnotes for every marker it uses."""
     spec = TABLES[table]
@@ -175,12 +186,7 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
     notes += [f"source: {s}" for s in sources]
     if spec.note:
         notes.append(spec.note)
-    for s in skipped:
-        notes.append(f"skipped {s['dataset']}: {s['reason']}")
-    for f in failed:
-        notes.append(f"FAILED {f['model']} on {f['dataset']} seed {f['seed']}: {f['error']}")
-    if notes:
-        lines += [""] + [f"- {n}" for n in notes]
+    lines += bullet_notes(notes + outcome_notes(skipped, failed))
     if claims:
         lines += ["", "Claims (ours):"]
         for c in claims:
