@@ -23,8 +23,9 @@ from .peers import create_peer, peer_config
 from .timing import time_step
 
 # CPU defaults keep a 3-model run under a minute on 2 busy cores; pass larger values for steadier figures.
-# One intra-op thread on CPU by default: on a shared machine OpenMP threads that spin-wait for each other
-# made steps 4-5x slower and far noisier than one thread (measured under load 8 on 2 cores).
+# One intra-op thread on CPU by default, a per-core cost: on a shared machine OpenMP threads that spin-wait for
+# each other made steps 4-5x slower and far noisier than one thread (measured under load 8 on 2 cores). On an
+# idle machine two threads are 1.3-1.6x faster, which is why training uses every core (docs/BENCHMARKS.md).
 DEFAULTS = {"cpu": dict(batch_size=8, warmup=2, repeats=3, inner=1, threads=1),
             "cuda": dict(batch_size=256, warmup=10, repeats=20, inner=5, threads=None)}
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}

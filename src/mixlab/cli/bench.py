@@ -78,7 +78,10 @@ def run(args):
     else:
         rows = run_bench(_csv_list(args.models), cfg, peers=not args.no_peer, progress=progress)
         print(report.format_table(rows))
-    print(f"\n{meta['device_name']}, torch {meta['torch']}, {meta['date']}; FLOPs = 2·MACs, per image "
+    threads = cfg.resolved().threads
+    per_core = (f", {threads} intra-op thread{'s' if threads != 1 else ''} (--threads; 1 by default: a per-core "
+                f"cost that stays comparable on a shared machine)") if meta["device"] == "cpu" and threads else ""
+    print(f"\n{meta['device_name']}{per_core}, torch {meta['torch']}, {meta['date']}; FLOPs = 2·MACs, per image "
           f"(FFT 2.5·N·log2N per real transform); ratios are mixlab / timm peer")
     if args.json:
         report.write_json(args.json, meta, rows, **extra)

@@ -9,7 +9,7 @@ def add_parser(sub):
     p.add_argument("pattern", nargs="?", default=None, help="shell glob, e.g. 'vit_*'")
     p.add_argument("--paper", action="store_true", help="only the faithful *_paper configs")
     p.add_argument("--img-size", type=positive_int, default=None, help="input size (default: each model's native)")
-    p.add_argument("--in-chans", type=positive_int, default=3)
+    p.add_argument("--in-chans", type=positive_int, default=None, help="input channels (default: each model's native)")
     p.add_argument("--num-classes", type=nonnegative_int, default=10,
                    help="0: pooled features, no classifier (models registered without classes, the diffusion "
                         "UNets, always get 0)")
@@ -25,9 +25,10 @@ def run(args):
     for name in names:
         cfg = model_cfg(name)
         size = args.img_size or cfg["input_size"][1]
+        in_chans = args.in_chans or cfg["input_size"][0]
         num_classes = 0 if cfg["num_classes"] == 0 else args.num_classes   # a denoiser has no classes
-        model = create_model(name, num_classes=num_classes, in_chans=args.in_chans, img_size=size)
+        model = create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=size)
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name:<24} {cfg['family']:<14} {f'{args.in_chans}×{size}²':>10} {params:>12,}  "
+        print(f"{name:<24} {cfg['family']:<14} {f'{in_chans}×{size}²':>10} {params:>12,}  "
               f"{'yes' if cfg['paper'] else ''}")
     return 0
