@@ -7,7 +7,7 @@ def add_parser(sub):
                        "Fashion-MNIST at one small budget and compare them (about 3 minutes on a 2-core CPU)")
     p.add_argument("--models", default=None, help="comma-separated model names (default: the five *_demo "
                    "configs on a CPU, the paper-size configs on a GPU)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default: 4 on CPU, 10 on GPU")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: 3 on CPU, 10 on GPU")
     p.add_argument("--subset", type=positive_int, default=None, help="training images (default: all 60,000)")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--device", default="auto")

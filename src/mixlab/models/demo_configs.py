@@ -3,7 +3,7 @@
 `mixlab demo` compares attention (ViT), the token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's
 GLU and AFF on Fashion-MNIST within about three minutes of training on two CPU cores. Every config shares
 the skeleton — patch 7 on 28 px (4×4 = 16 tokens: a third of the cost of patch 4's 49 tokens, which lets the demo
-afford more epochs in its three minutes — measured in docs/BENCHMARKS.md), width 64, depth 2, channel MLP 128, final norm, mean
+train on all 60,000 images within its three minutes — measured in docs/BENCHMARKS.md), width 64, depth 2, channel MLP 128, final norm, mean
 pooling, truncated-normal init, no dropout (too short a run to overfit) — and differs only in the token
 mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models
 '*_demo'`); the paper configs stay the paper's.

@@ -31,7 +31,7 @@ class DemoPlan:
     subset: int = None
 
 
-CPU_PLAN = DemoPlan(("vit_demo", "mixer_demo", "ninformer_demo", "activator_demo", "aff_demo"), "demo", 4, 128)
+CPU_PLAN = DemoPlan(("vit_demo", "mixer_demo", "ninformer_demo", "activator_demo", "aff_demo"), "demo", 3, 128)
 # fp32 on the GPU too: the paper-size ViT is known to collapse to chance under bf16 autocast with the paper
 # recipe (docs/models.md), and no GPU run of this plan has been measured yet (docs/BENCHMARKS.md); a slower
 # first run beats a collapsed one. 10 epochs is sized from the models' FLOPs for ~3 minutes on one H100.
