@@ -28,7 +28,8 @@ DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / 
 # Two levels of 8 and 16 channels: the UNet's structure (SE/DIA per block, shared LSTM per level) at 16 px.
 TINY = {"base_chans": 8, "chan_mult": [1, 2], "norm_groups": 2}
 SYNTH = "synthetic:64x1x16x16:4"
-# Short runs: no warm-up, a constant lr (min_lr = lr), 3 reverse steps per grid, fp32 (this CPU has no bf16).
+# Short runs: no warm-up, a constant lr (min_lr = lr), 3 reverse steps per grid, fp32 (the CPU precision: bf16
+# autocast is slower on CPUs, docs/BENCHMARKS.md).
 FAST = {"warmup_epochs": 0.0, "min_lr": 2e-3, "sample_steps": 3, "sample_count": 4, "precision": "fp32"}
 
 

@@ -1,9 +1,9 @@
 """The README's first command: the five token mixers of the seed papers, trained at one small, equal budget
 on Fashion-MNIST and compared in a table and one plot.
 
-CPU (about three minutes of training on two cores): the `*_demo` configs — attention (ViT), token-mixing MLP
-(MLP-Mixer), NiNformer's gating, Activator's GLU and AFF at the same width, depth and patch grid — on the
-full 60,000 training images for a few epochs with the `demo` recipe. GPU: the paper-size configs for
+CPU (2-2½ minutes of training on two cores, docs/BENCHMARKS.md): the `*_demo` configs — attention (ViT),
+token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's GLU and AFF at the same width, depth and patch
+grid — on the full 60,000 training images for 3 epochs with the `demo` recipe. GPU: the paper-size configs for
 longer, in about the same time. Every model gets an ordinary run directory; the demo directory also gets
 `comparison.png` (test top-1 on the full 10,000-image test set against training time, all models) and
 `comparison.json` (the table). Test top-1, params, FLOPs and training images/s are reported per model.
