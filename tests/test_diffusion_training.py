@@ -59,6 +59,7 @@ def test_the_unets_pick_the_ddpm_recipe():
     assert (ddpm.normalize, ddpm.crop_padding, ddpm.flip, ddpm.drop_last) == ([0.5, 0.5], 0, True, True)
     assert (ddpm.diffusion_timesteps, ddpm.beta_schedule, ddpm.beta_start, ddpm.beta_end) == (1000, "linear", 1e-4, 0.02)
     assert ddpm.schedule == "cosine" and ddpm.min_lr == ddpm.lr     # warm-up, then a constant lr
+    assert ddpm.precision == "auto"     # bf16 on CUDA, fp32 on a CPU (slower in bf16, docs/diffusion.md)
     from mixlab.diffusion.ddpm import BETA_SCHEDULES
     assert Recipe.field_info("beta_schedule").metadata["choices"] == BETA_SCHEDULES
     for key, value, message in [("beta_schedule", "cosine", "must be one of"), ("sample_every", 0, "must be at least 1"),

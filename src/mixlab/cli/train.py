@@ -19,7 +19,7 @@ def add_parser(sub):
     p.add_argument("--lr", type=float, default=None, help="default: the recipe's (scaled with the batch if it says so)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="auto (bf16 on CUDA, fp32 on CPU) | fp32 (TF32 off) | bf16 | fp16 (with a gradient "
-                        "scaler); default: the recipe's (paper, dianet, demo: fp32; mixlab: auto)")
+                        "scaler); default: the recipe's (paper, dianet, demo: fp32; mixlab, ddpm: auto)")
     p.add_argument("--subset", type=positive_int, default=None,
                    help="train on a stratified N-image subset, test on at most N")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
