@@ -8,6 +8,7 @@ allows (0666 & ~umask), like any file `open()` creates, not mkstemp's private 06
 rest of mixlab, so data, train and bench can all use it.
 """
 import errno
+import hashlib
 import json
 import math
 import os
@@ -163,3 +164,12 @@ def save_figure(fig, path, dpi=100):
     finally:
         plt.close(fig)
     return str(path)
+
+
+def file_sha256(path):
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,7 +6,6 @@ are quality ≈ 75 with 4:2:0 chroma subsampling, so these are *not* the origina
 Decoding is Pillow's `Image.open(...).convert("RGB")`; the decoded [N, 3, 32, 32] uint8 array is cached
 under a name holding the archive's sha256, so a changed archive never reuses a stale cache.
 """
-import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -14,15 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, file_sha256
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open_archive(path, expected_count):

@@ -15,10 +15,10 @@ weights) with the recipe's sample_steps, seed FID_SEED + the run's seed, scored 
 `samples/fid.json`, keyed by the weights' sha256, the feature space (for a classifier, its weights' sha256),
 the real set, n, seed and steps, so a rerun neither trains nor samples again.
 """
-import hashlib
 import json
 from pathlib import Path
 
+from ..fileio import file_sha256
 from ..rundir import RunDir
 from .report import _one, bullet_notes, mean_std, outcome_notes
 from .tables import DATASET_LABELS, TABLES, load_published, paper_dataset
@@ -33,12 +33,6 @@ CLASSIFIER = dict(model="resnet164", model_kwargs={"depth": 20}, recipe="dianet"
                   overrides={"milestones": [8, 12]})
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fid_plan(out, found, fid="auto", inception_status=None):
@@ -108,7 +102,7 @@ class _Scorer:
         self._fd = None
         self._real = None
         if entry["space"] == "classifier":
-            self.space_id = f"classifier {_sha256(Path(entry['classifier']) / 'last.safetensors')}"
+            self.space_id = f"classifier {file_sha256(Path(entry['classifier']) / 'last.safetensors')}"
         else:
             self.space_id = "inception"
 
@@ -147,7 +141,7 @@ def run_fid(path, seed, scorer, n_max, device, log):
     recipe = run.read_config(need=("recipe",))["recipe"]
     steps = recipe.get("sample_steps") or recipe.get("diffusion_timesteps")
     n = min(n_max, len(scorer.real))
-    key = {"weights_sha256": _sha256(run / "last.safetensors"), "space": scorer.space_id, "real": scorer.real_id,
+    key = {"weights_sha256": file_sha256(run / "last.safetensors"), "space": scorer.space_id, "real": scorer.real_id,
            "n": n, "seed": FID_SEED + seed, "sample_steps": steps}
     cache = run / "samples" / "fid.json"
     try:
