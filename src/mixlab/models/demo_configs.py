@@ -1,12 +1,12 @@
-"""The demo's configs: the five token mixers of the seed papers at one small, equal size for a CPU minute.
+"""The demo's configs: the five token mixers of the seed papers at one small, equal size for a 3-minute CPU demo.
 
-`mixlab demo` compares attention (ViT), the token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's
-GLU and AFF on Fashion-MNIST within about three minutes of training on two CPU cores. Every config shares
-the skeleton — patch 7 on 28 px (4×4 = 16 tokens: a third of the cost of patch 4's 49 tokens, which lets the demo
-train on all 60,000 images within its three minutes — measured in docs/BENCHMARKS.md), width 64, depth 2, channel MLP 128, final norm, mean
-pooling, truncated-normal init, no dropout (too short a run to overfit) — and differs only in the token
-mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models
-'*_demo'`); the paper configs stay the paper's.
+`mixlab demo` compares attention (ViT), the token-mixing MLP (MLP-Mixer), NiNformer's gating, Activator's GLU and
+AFF on Fashion-MNIST within about three minutes of training on two CPU cores. Every config shares the skeleton —
+patch 7 on 28 px (4×4 = 16 tokens: a third of the cost of patch 4's 49 tokens, which lets the demo train on all
+60,000 images within its three minutes — measured in docs/BENCHMARKS.md), width 64, depth 2, channel MLP 128, final
+norm, mean pooling, truncated-normal init, no dropout (too short a run to overfit) — and differs only in the token
+mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models '*_demo'`);
+the paper configs stay the paper's.
 """
 from .isotropic import IsotropicNet
 from ..registry import register_model

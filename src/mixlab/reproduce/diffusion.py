@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..fileio import file_sha256
 from ..rundir import RunDir
-from .report import _one, bullet_notes, mean_std, outcome_notes
+from .report import _one, bullet_notes, mean_std, outcome_notes, paired_rows, recipes_cell
 from .tables import DATASET_LABELS, TABLES, load_published, paper_dataset
 
 FID_MODES = ("auto", "inception", "classifier")
@@ -253,19 +253,10 @@ def build_row(table, model, dataset, recipe, summaries, fids, space, recipe_epoc
 
 def check_claims(table, rows):
     """Each (better, worse) pair per dataset where both have a Fréchet distance: is better's FD lower?"""
-    by_key = {(r["model"], r["dataset"]): r for r in rows}
-    out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for better, worse in TABLES[table].claims:
-            a, b = by_key.get((better, dataset)), by_key.get((worse, dataset))
-            if a is None or b is None or a["fid_mean"] is None or b["fid_mean"] is None:
-                continue
-            margin = b["fid_mean"] - a["fid_mean"]      # > 0: better's samples are closer to the test set
-            spread = max(a["fid_std"] or 0.0, b["fid_std"] or 0.0)
-            out.append({"dataset": dataset, "better": better, "worse": worse, "margin": round(margin, 4),
-                        "holds": margin > 0, "within_noise": abs(margin) <= spread, "metric": "fid",
-                        "values": [a["fid_mean"], b["fid_mean"]]})
-    return out
+    return [{"dataset": dataset, "better": a["model"], "worse": b["model"], "margin": round(-difference, 4),
+             "holds": difference < 0, "within_noise": abs(difference) <= spread, "metric": "fid",
+             "values": [a["fid_mean"], b["fid_mean"]]}      # margin > 0: better's samples are closer to the data
+            for dataset, _, a, b, difference, spread in paired_rows(rows, TABLES[table].claims, "fid")]
 
 
 def _fmt(value, digits):
@@ -281,15 +272,13 @@ def render_markdown(table, rows, spaces, skipped=(), failed=(), claims=(), overr
     spec = TABLES[table]
     lines = [f"### {spec.title}", ""]
     if rows:
-        recipes = ", ".join(sorted({f"`{r['recipe']}`" for r in rows}))
-        if overrides:
-            recipes += " with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(overrides.items()))
+        recipes = recipes_cell(rows, overrides)
         lines += [f"Recipe {recipes}. FD = Fréchet distance between samples of the final EMA weights and the test "
                   "split, in the feature space named below for each dataset (lower is better; not an Inception "
                   "FID unless it says so); test loss = final-epoch DDPM L_simple on the test split; mean ± "
                   "sample std over seeds.", ""]
-        lines += ["| model | dataset | precision | epochs | seeds | FD ↓ | features | samples × steps | test loss ↓ "
-                  "| published FID | params | s/run | device |",
+        lines += ["| model | dataset | precision | epochs | seeds | FD ↓ | features | samples × steps "
+                  "| test loss ↓ | published FID | params | s/run | device |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fd = _fmt(r["fid_mean"], 2) + ("" if r["fid_std"] is None else f" ± {r['fid_std']:.2f}")

@@ -80,37 +80,32 @@ def build_row(table, model, dataset, recipe, summaries, published, recipe_epochs
     }
 
 
+def paired_rows(rows, pairs, metric):
+    """(dataset, pair, a, b, a − b, spread) per dataset (outer) and pair (inner) where both rows have a mean of
+    `metric`. A pair's last two items name models a and b; spread is the larger of their seed stds."""
+    by_key = {(r["model"], r["dataset"]): r for r in rows}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        for pair in pairs:
+            a, b = by_key.get((pair[-2], dataset)), by_key.get((pair[-1], dataset))
+            if a is None or b is None or a[f"{metric}_mean"] is None or b[f"{metric}_mean"] is None:
+                continue
+            spread = max(a[f"{metric}_std"] or 0.0, b[f"{metric}_std"] or 0.0)
+            yield dataset, pair, a, b, a[f"{metric}_mean"] - b[f"{metric}_mean"], spread
+
+
 def check_claims(table, rows):
     """Each (better, worse) pair of the table, per dataset where both rows exist: does ours agree?"""
-    by_key = {(r["model"], r["dataset"]): r for r in rows}
-    out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for better, worse in TABLES[table].claims:
-            a, b = by_key.get((better, dataset)), by_key.get((worse, dataset))
-            if a is None or b is None:
-                continue
-            margin = a["top1_mean"] - b["top1_mean"]
-            spread = max(a["top1_std"] or 0.0, b["top1_std"] or 0.0)
-            out.append({"dataset": dataset, "better": better, "worse": worse, "margin": round(margin, 4),
-                        "holds": margin > 0, "within_noise": abs(margin) <= spread})
-    return out
+    return [{"dataset": dataset, "better": a["model"], "worse": b["model"], "margin": round(margin, 4),
+             "holds": margin > 0, "within_noise": abs(margin) <= spread}
+            for dataset, _, a, b, margin, spread in paired_rows(rows, TABLES[table].claims, "top1")]
 
 
 def answer_questions(table, rows):
     """The table's questions answered from our rows, per dataset: a − b in points and whether it is within
     the seed spread (no direction is claimed)."""
-    by_key = {(r["model"], r["dataset"]): r for r in rows}
-    out = []
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        for question, a, b in TABLES[table].questions:
-            ra, rb = by_key.get((a, dataset)), by_key.get((b, dataset))
-            if ra is None or rb is None:
-                continue
-            margin = ra["top1_mean"] - rb["top1_mean"]
-            spread = max(ra["top1_std"] or 0.0, rb["top1_std"] or 0.0)
-            out.append({"dataset": dataset, "question": question, "a": a, "b": b, "margin": round(margin, 4),
-                        "within_noise": abs(margin) <= spread, "seeds": min(ra["seeds"], rb["seeds"])})
-    return out
+    return [{"dataset": dataset, "question": question, "a": a["model"], "b": b["model"], "margin": round(margin, 4),
+             "within_noise": abs(margin) <= spread, "seeds": min(a["seeds"], b["seeds"])}
+            for dataset, (question, _, _), a, b, margin, spread in paired_rows(rows, TABLES[table].questions, "top1")]
 
 
 def _fmt(value, digits=2, signed=False):
@@ -122,6 +117,14 @@ def _fmt(value, digits=2, signed=False):
 def _dataset_cell(row):
     label = DATASET_LABELS.get(row["dataset"], row["dataset"])
     return f"{label} †" if row["lossy"] else label
+
+
+def recipes_cell(rows, overrides=None):
+    """The recipes of a table's rows, as markdown code, with the `--set` overrides the table ran with."""
+    recipes = ", ".join(sorted({f"`{r['recipe']}`" for r in rows}))
+    if overrides:
+        recipes += " with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(overrides.items()))
+    return recipes
 
 
 def outcome_notes(skipped, failed):
@@ -140,9 +143,7 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
     spec = TABLES[table]
     lines = [f"### {spec.title}", ""]
     if rows:
-        recipes = ", ".join(sorted({f"`{r['recipe']}`" for r in rows}))
-        if overrides:
-            recipes += " with " + ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(overrides.items()))
+        recipes = recipes_cell(rows, overrides)
         lines += [f"Recipe {recipes}; ours = final-epoch test top-1 (%), mean ± sample std over seeds; "
                   "diff = ours − published (points).", ""]
         lines += ["| model | dataset | precision | epochs | seeds | ours top-1 | published | diff | best-epoch "
