@@ -1,5 +1,7 @@
-"""Classifier heads with timm's API: global_pool values, pooling, a fresh head, and the shared methods."""
+"""timm's API for the backbones: global_pool values, pooling, a fresh head, the classifier methods, and the
+stage outputs of `forward_intermediates`."""
 import torch
+from timm.models._features import feature_take_indices
 from torch import nn
 
 POOL_TYPES = ("avg", "max", "")
@@ -48,3 +50,22 @@ class ClassifierApi:
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable=True):
         self.grad_checkpointing = enable
+
+
+def stage_intermediates(x, stages, run_stage, indices=None, stop_early=False, output_fmt="NCHW", last_map=None):
+    """Run `stages` on x with `run_stage(stage, x)` and keep the outputs timm's `forward_intermediates` asks for.
+
+    indices: None (every stage), n (the last n) or a list; stop_early: skip the stages after the last selected
+    one; output_fmt 'NCHW' or 'NLC' (flattened); last_map: applied to the last stage's output where it is kept
+    (a pre-activation net's closing norm). Returns (x, intermediates, ran_every_stage)."""
+    if output_fmt not in ("NCHW", "NLC"):
+        raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+    take_indices, max_index = feature_take_indices(len(stages), indices)
+    run = stages[:max_index + 1] if stop_early else stages
+    intermediates = []
+    for i, stage in enumerate(run):
+        x = run_stage(stage, x)
+        if i in take_indices:
+            y = last_map(x) if last_map is not None and i == len(stages) - 1 else x
+            intermediates.append(y if output_fmt == "NCHW" else y.flatten(2).transpose(1, 2))
+    return x, intermediates, len(run) == len(stages)

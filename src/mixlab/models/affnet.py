@@ -27,7 +27,7 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, make_divisible, trunc_normal_
 from timm.models._features import feature_take_indices
 
-from ..layers.head import ClassifierApi, check_pool, pool2d
+from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
 from ..mixers.fourier import AdaptiveFrequencyFilter
 from ..registry import register_model
 
@@ -192,21 +192,12 @@ class AFFNet(ClassifierApi, nn.Module):
         one; output_fmt 'NCHW' or 'NLC' (flattened). `norm` is accepted for the contract: AFFNet has no final
         norm (its 1×1 head conv changes the width, so it is not applied to the stage outputs).
         """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stage_names), indices)
-        names = self.stage_names[:max_index + 1] if stop_early else self.stage_names
-        intermediates = []
-        x = self.stem(x)
-        for i, name in enumerate(names):
-            x = self._stage(getattr(self, name), x)
-            if i in take_indices:
-                intermediates.append(x if output_fmt == "NCHW" else x.flatten(2).transpose(1, 2))
+        stages = [getattr(self, name) for name in self.stage_names]
+        x, intermediates, complete = stage_intermediates(self.stem(x), stages, self._stage, indices, stop_early,
+                                                         output_fmt)
         if intermediates_only:
             return intermediates
-        if len(names) == len(self.stage_names):
-            x = self.conv_head(x)
-        return x, intermediates
+        return (self.conv_head(x) if complete else x), intermediates
 
     def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
         """Replace the stages after the last of `indices` by identities; the head conv goes with them (or with

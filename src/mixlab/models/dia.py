@@ -40,7 +40,7 @@ from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
 from ..layers.se import squeeze_excite
-from ..layers.head import ClassifierApi, check_pool, pool2d
+from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
 from ..registry import register_model
 
 
@@ -318,23 +318,12 @@ class CifarResNet(ClassifierApi, nn.Module):
         the last stage's output; stop_early: skip the stages after the last selected one; output_fmt 'NCHW' or
         'NLC' (flattened).
         """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        last = len(self.stages) - 1
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        stages = self.stages[:max_index + 1] if stop_early else self.stages
-        intermediates = []
-        x = self._stem(x)
-        for i, stage in enumerate(stages):
-            x = checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing else stage(x)
-            if i in take_indices:
-                y = self._final_norm(x) if norm and i == last else x
-                intermediates.append(y if output_fmt == "NCHW" else y.flatten(2).transpose(1, 2))
+        run_stage = lambda stage, x: checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing else stage(x)
+        x, intermediates, complete = stage_intermediates(self._stem(x), list(self.stages), run_stage, indices,
+                                                         stop_early, output_fmt, self._final_norm if norm else None)
         if intermediates_only:
             return intermediates
-        if len(stages) == len(self.stages):
-            x = self._final_norm(x)
-        return x, intermediates
+        return (self._final_norm(x) if complete else x), intermediates
 
     def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
         """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
