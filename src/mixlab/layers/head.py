@@ -51,6 +51,13 @@ class ClassifierApi:
     def set_grad_checkpointing(self, enable=True):
         self.grad_checkpointing = enable
 
+    def classify_map(self, x):
+        """The head of a CNN on pooled features [B, C], or at every location of an unpooled map [B, C, H, W]
+        (global_pool='')."""
+        if self.global_pool == "" and self.num_classes > 0:
+            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(x)
+
 
 def stage_intermediates(x, stages, run_stage, indices=None, stop_early=False, output_fmt="NCHW", last_map=None):
     """Run `stages` on x with `run_stage(stage, x)` and keep the outputs timm's `forward_intermediates` asks for.

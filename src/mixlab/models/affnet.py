@@ -214,11 +214,7 @@ class AFFNet(ClassifierApi, nn.Module):
 
     def forward_head(self, x, pre_logits: bool = False):
         x = self.head_drop(pool2d(x, self.global_pool))
-        if pre_logits:
-            return x
-        if self.global_pool == "" and self.num_classes > 0:   # unpooled: logits at every location [B, K, H, W]
-            return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return self.head(x)
+        return x if pre_logits else self.classify_map(x)
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
