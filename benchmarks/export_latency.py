@@ -14,7 +14,6 @@ eager with the DFT-matmul formulation and onnxruntime running an opset-18 graph 
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from datetime import date
 import torch
 
 import mixlab
+from mixlab.bench.report import cpu_model
 from mixlab.export import export_onnx, onnx_friendly, ort_session
 
 
@@ -36,16 +36,6 @@ def median_ms(fn, warmup, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times)
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def bench_model(name, batches, warmup, repeats, threads, workdir, fft_compare):
@@ -96,7 +86,7 @@ def main(argv=None):
     batches = [int(b) for b in args.batches.split(",")]
     torch.set_num_threads(args.threads)
     import onnxruntime
-    env = {"cpu": cpu_name(), "threads": args.threads, "date": date.today().isoformat(),
+    env = {"cpu": cpu_model(), "threads": args.threads, "date": date.today().isoformat(),
            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "repeats": args.repeats,
            "warmup": args.warmup, "command": "python " + " ".join([sys.argv[0]] + (argv or sys.argv[1:]))}
     rows = []

@@ -12,11 +12,12 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from mixlab.bench.report import cpu_model
 
 TABLE = ["reproduce", "activator", "--datasets", "fashion-mnist", "--models",
          "mixer_paper,activator_glu_paper,vit_paper,activator_paper", "--device", "cpu"]
@@ -27,16 +28,6 @@ def load_average():
         return open("/proc/loadavg").read().split()[:3]
     except OSError:
         return ["?"] * 3
-
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_variant(name, extra, args, round_):

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 import mixlab
 from mixlab.layers.dia import DIALSTMCell
 from mixlab.models.dia import CifarResNet
+from test_dia import randomize_bn   # non-trivial BN statistics, so eval-mode BN is not the identity
 
 NEW = ("preresnet164", "dia_preresnet164", "se_resnet164", "se_preresnet164", "resnext101_8x32d",
        "dia_resnext101_8x32d")
@@ -76,17 +77,6 @@ def test_resnext_8x32d_layout():
     first = model.stages[0].blocks[0]
     assert first.conv2.groups == 8 and first.conv2.in_channels == 8 * 32 and first.conv3.out_channels == 128
     assert model.stem.out_channels == 32 and [s.blocks[0].conv2.in_channels for s in model.stages] == [256, 512, 1024]
-
-
-def randomize_bn(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-    return model
 
 
 def bn(x, m):
