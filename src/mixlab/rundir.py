@@ -182,6 +182,15 @@ class RunDir:
             return None
         return summary
 
+    def read_metrics(self):
+        """metrics.csv as one dict of floats per completed epoch (columns as the run's task wrote them)."""
+        import csv
+        try:
+            with open(self / METRICS, newline="") as f:
+                return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        except (OSError, ValueError) as e:
+            raise RunError(f"{self / METRICS} is not readable as a metrics table: {_first_line(e)}") from None
+
     def read_state(self):
         """trainer_state.pt through torch's weights-only unpickler: tensors and plain containers only."""
         import torch

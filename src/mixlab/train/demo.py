@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import pyplot, save_figure, write_json
+from ..rundir import RunDir
 from ..device import pick_device
 from .config import TrainConfig
 from .engine import train
@@ -37,14 +38,16 @@ CPU_PLAN = DemoPlan(("vit_demo", "mixer_demo", "ninformer_demo", "activator_demo
 # first run beats a collapsed one. 10 epochs is sized from the models' FLOPs for ~3 minutes on one H100.
 GPU_PLAN = DemoPlan(("vit_paper", "mixer_paper", "ninformer_paper", "activator_paper", "aff_paper_size"), "mixlab",
                     10, 512, precision="fp32")
+DATASET = "fashion-mnist"
 NEXT_STEP = "mixlab reproduce activator --datasets fashion-mnist   # the paper models and recipe, 100 epochs"
 
 
 def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, batch_size=None, seed=0,
              data_dir=None, log=print):
-    """Train the demo models on Fashion-MNIST; return (rows, demo_dir, plan)."""
+    """Train the demo models on Fashion-MNIST; return (rows, demo_dir, plan, seconds)."""
     from ..bench.flops import model_flops
     from ..data import ensure_default_dataset
+    from ..data.spec import get_spec
     from ..registry import create_model, model_cfg
 
     folder = ensure_default_dataset(verbose=True, data_dir=data_dir)
@@ -58,17 +61,17 @@ def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, bat
     log(f"demo: Fashion-MNIST from {folder}; {data_note}")
     log(f"demo: {len(plan.models)} models ({', '.join(plan.models)}), recipe '{plan.recipe}', {plan.epochs} epochs "
         f"of batch {plan.batch_size} each, on {dev}; run directories in {demo_dir}")
+    c, h, w = get_spec(DATASET).image_size
     rows, curves = [], {}
     start = time.perf_counter()
     for name in plan.models:
         overrides = {"precision": plan.precision} if plan.precision else {}
-        summary = train(TrainConfig(model=name, data="fashion-mnist", recipe=plan.recipe, epochs=plan.epochs,
+        summary = train(TrainConfig(model=name, data=DATASET, recipe=plan.recipe, epochs=plan.epochs,
                                     batch_size=plan.batch_size, subset=plan.subset, device=str(dev), seed=seed,
                                     out=str(demo_dir / name), data_dir=data_dir, overrides=overrides), log=log)
-        history = _history(demo_dir / name)
+        history = RunDir(demo_dir / name).read_metrics()
         train_seconds = sum(r["train_pass_seconds"] for r in history)
-        c, h, _ = (1, 28, 28)
-        flops = model_flops(create_model(name, num_classes=10, in_chans=c, img_size=h), (c, h, h)).total
+        flops = model_flops(create_model(name, num_classes=10, in_chans=c, img_size=h), (c, h, w)).total
         rows.append({"model": name, "mixer": MIXER_NAMES.get(model_cfg(name).get("family"), name),
                      "params": summary["params"], "gflops": flops / 1e9, "test_top1": summary["test_top1"],
                      "test_images": summary["test_images"],
@@ -77,17 +80,11 @@ def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, bat
                      "precision": summary["precision"], "run": str(demo_dir / name)})
         curves[name] = history
     total = time.perf_counter() - start
-    write_json(demo_dir / "comparison.json", {"dataset": "fashion-mnist", "device": str(dev), "plan": plan.__dict__,
+    write_json(demo_dir / "comparison.json", {"dataset": DATASET, "device": str(dev), "plan": plan.__dict__,
                                               "seconds": total, "rows": rows})
     plot_comparison(demo_dir / "comparison.png", curves,
                     title=f"Fashion-MNIST, {plan.epochs} epochs each ({plan.recipe} recipe), {dev}")
     return rows, demo_dir, plan, total
-
-
-def _history(run_dir):
-    import csv
-    with open(Path(run_dir) / "metrics.csv") as f:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def plot_comparison(path, curves, title=""):
