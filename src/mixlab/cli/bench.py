@@ -78,7 +78,7 @@ def run(args):
     else:
         rows = run_bench(_csv_list(args.models), cfg, peers=not args.no_peer, progress=progress)
         print(report.format_table(rows))
-    threads = cfg.resolved().threads
+    threads = meta["config"]["threads"]
     per_core = (f", {threads} intra-op thread{'s' if threads != 1 else ''} (--threads; 1 by default: a per-core "
                 f"cost that stays comparable on a shared machine)") if meta["device"] == "cpu" and threads else ""
     print(f"\n{meta['device_name']}{per_core}, torch {meta['torch']}, {meta['date']}; FLOPs = 2·MACs, per image "
