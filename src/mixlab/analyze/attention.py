@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write, pyplot, save_figure, write_json
+from ..fileio import pyplot, save_figure, write_json, write_text
 from ..layers.dia import DIALSTMCell
 from ..models import IsotropicNet
 from ..models.dia import CifarResNet
@@ -146,7 +146,7 @@ def write_correlation_report(result, out_dir, title):
         for l, row in enumerate(s["matrix"], 1):
             writer.writerow([str(l)] + [f"{v:.6f}" for v in row])
         path = out_dir / f"correlation_{stage}.csv"
-        atomic_write(path, lambda tmp, text=buf.getvalue(): Path(tmp).write_text(text))
+        write_text(path, buf.getvalue())
         paths.append(path)
     paths.append(Path(save_figure(_heatmaps(result, title), out_dir / "correlation.png")))
     return paths

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_write, pyplot, save_figure, write_json
+from ..fileio import pyplot, save_figure, write_json, write_text
 from ..registry import create_model
 
 SE_REDUCTION, DIA_REDUCTION = 16, 4      # SE paper / osmr default; the official DIA-LSTM (README "r=4")
@@ -104,8 +104,8 @@ def write_attention_params_report(rows, out_dir):
     for r in rows:
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     paths = [out_dir / "attention_params.csv", out_dir / "attention_params.md", out_dir / "attention_params.json"]
-    atomic_write(paths[0], lambda tmp: Path(tmp).write_text(buf.getvalue()))
-    atomic_write(paths[1], lambda tmp: Path(tmp).write_text(render_markdown(rows)))
+    write_text(paths[0], buf.getvalue())
+    write_text(paths[1], render_markdown(rows))
     write_json(paths[2], {"se_reduction": SE_REDUCTION, "dia_reduction": DIA_REDUCTION, "claim_percent": CLAIM,
                           "rows": rows, "reaching_claim": reaching_claim(rows)})
     paths.append(Path(save_figure(_plot(rows), out_dir / "attention_params.png")))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .files import index_files
+from .files import index_files, stats_over
 
 _SPLIT_DIRS = {"train": ("train",), "test": ("test", "val", "valid", "validation"),
                "val": ("val", "valid", "validation", "test")}
@@ -66,14 +66,5 @@ def folder_index(folder, classes=None):
 
 
 def channel_stats(images):
-    """Per-channel mean and std of uint8 images in [0, 1] units (float64 accumulation, chunked)."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for chunk in images.split(4096):
-        x = chunk.to(torch.float64) / 255
-        total += x.sum(dim=(0, 2, 3))
-        squares += (x * x).sum(dim=(0, 2, 3))
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
-    return tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist())
+    """Per-channel mean and std of uint8 images [N, C, H, W] in [0, 1] units (float64 sums, 4096 at a time)."""
+    return stats_over(images.split(4096), images.shape[1])

@@ -175,8 +175,7 @@ class DeviceLoader(PlannedLoader):
         self.device = torch.device(device)
         self.images = ds.images.to(self.device)   # once; batches are gathered from here
         self.labels = ds.labels.to(self.device)
-        self.scale, self.shift = self._scale.to(self.device), self._shift.to(self.device)
-        self._scale, self._shift = self.scale, self.shift
+        self._scale, self._shift = self._scale.to(self.device), self._shift.to(self.device)
 
     def _batch(self, plan, positions):
         """(x normalised, y) of the epoch-order `positions` (a slice), augmented as the epoch plan says."""

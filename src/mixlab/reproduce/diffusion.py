@@ -33,8 +33,6 @@ CLASSIFIER = dict(model="resnet164", model_kwargs={"depth": 20}, recipe="dianet"
                   overrides={"milestones": [8, 12]})
 
 
-
-
 def fid_plan(out, found, fid="auto", inception_status=None):
     """{our dataset: {'space': 'inception' | 'classifier', 'why', 'weights' | 'classifier' (run dir)}}."""
     from .runner import run_status

@@ -68,16 +68,11 @@ class Sequential:
         return "sequentially in this process"
 
     def map(self, jobs, on_start, on_done):
-        import torch
-        before = torch.get_num_threads()
-        if self.threads_per_run:
-            torch.set_num_threads(self.threads_per_run)
-        try:
+        from ..bench.run import intra_op_threads
+        with intra_op_threads(self.threads_per_run):
             for key, cfg in jobs:
                 on_start(key)
                 on_done(key, attempt(self.train_fn or _default_train(), cfg))
-        finally:
-            torch.set_num_threads(before)
 
 
 class _NotATty:

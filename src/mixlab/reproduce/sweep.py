@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..rundir import RunDir
+from ..train.recipes import parse_value
 
 
 def parse_grid(items, what="--grid"):
@@ -21,15 +22,8 @@ def parse_grid(items, what="--grid"):
             raise ValueError(f"{what} expects KEY=V1,V2,…, got {item!r}")
         if key in grid:
             raise ValueError(f"{what} names {key} twice")
-        grid[key] = [_value(v) for v in values.split(",")]
+        grid[key] = [parse_value(v) for v in values.split(",")]
     return grid
-
-
-def _value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _name(point):
@@ -60,7 +54,7 @@ def plan_sweep(base, grid, model_grid, seeds, out):
 def sweep(base, grid, model_grid=None, seeds=1, out="runs/sweep", launcher=None, log=print):
     """Train every point (through `launcher`, default one after another); returns the rows, one per point
     and seed, in grid order, and writes OUT/sweep.json."""
-    from ..checkpoint import write_json
+    from ..fileio import write_json
     from .launch import Sequential
     jobs = plan_sweep(base, grid, model_grid or {}, seeds, out)
     rows, todo = {}, []
