@@ -8,8 +8,7 @@ norm, mean pooling, truncated-normal init, no dropout (too short a run to overfi
 mixer, as in the papers' "equalised" comparisons. They are registered like every model (`mixlab models '*_demo'`);
 the paper configs stay the paper's.
 """
-from .isotropic import IsotropicNet
-from ..registry import register_model
+from .isotropic_configs import _factory
 
 DEMO = dict(patch_size=7, embed_dim=64, depth=2, mlp_hidden_dim=128, global_pool="avg", final_norm=True,
             drop_rate=0.0, weight_init="trunc_normal")
@@ -23,19 +22,7 @@ MIXERS = {
 FAMILIES = {"vit_demo": "vit", "mixer_demo": "mixer", "ninformer_demo": "ninformer",
             "activator_demo": "activator", "aff_demo": "aff"}
 
-
-def _register(name):
-    def build(num_classes=10, in_chans=1, img_size=28, **overrides):
-        kwargs = {**DEMO, **MIXERS[name], **overrides}
-        if "mixer_kwargs" in overrides:
-            kwargs["mixer_kwargs"] = {**MIXERS[name]["mixer_kwargs"], **overrides["mixer_kwargs"]}
-        return IsotropicNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size, model_name=name,
-                            **kwargs)
-
-    build.__name__ = name
-    register_model(name, family=FAMILIES[name], paper=False, input_size=(1, 28, 28), num_classes=10,
-                   source="mixlab demo config (train/demo.py)")(build)
-
-
-for _name in MIXERS:
-    _register(_name)
+for _name, _mixer in MIXERS.items():
+    # create_model passes the registered input_size (1×28×28) to the builder
+    _factory(_name, {**DEMO, **_mixer}, FAMILIES[_name], paper=False, input_size=(1, 28, 28), num_classes=10,
+             source="mixlab demo config (train/demo.py)")
