@@ -244,6 +244,20 @@ def test_grayscale_image_folder_without_splits_has_one_channel(tmp_path):
     assert "no split folders" in ds.source
 
 
+def test_a_folder_without_splits_reads_its_headers_once_for_both_splits(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = tmp_path / "images"     # not tmp_path itself, where the test cache folder appears
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(np.full((4, 4), 7, np.uint8)).save(root / cls / "0.png")
+    calls, folder_index = [], load_mod.folder_index
+    monkeypatch.setattr(load_mod, "folder_index", lambda *a, **k: calls.append(a) or folder_index(*a, **k))
+    train, test = (load_dataset(str(root), split, verbose=False) for split in ("train", "test"))
+    assert len(calls) == 1
+    assert len(train) == len(test) == 2 and "no split folders" in test.source
+
+
 def test_synthetic_is_deterministic_configurable_and_learnable():
     a = load_dataset("synthetic:300x2x12x10:5", verbose=False)
     b = load_dataset("synthetic", verbose=False, num_samples=300, image_size=(2, 12, 10), num_classes=5)

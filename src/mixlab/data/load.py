@@ -167,8 +167,11 @@ def file_index(key, path, split):
         result = index_files(samples, classes, source, path), ""
     else:
         folder, note = split_dir(path, split)
-        train_classes = file_index(key, path, "train")[0].classes if split != "train" and not note else None
-        index = folder_index(folder, classes=train_classes)
+        if split != "train" and note:   # one folder serves every split: its train index, read once
+            index = replace(file_index(key, path, "train")[0])
+        else:
+            train_classes = file_index(key, path, "train")[0].classes if split != "train" else None
+            index = folder_index(folder, classes=train_classes)
         index.source = f"{folder} (ImageFolder{'; ' + note if note else ''})"
         result = index, note
     _INDEXES[cache_key] = (signature, result)

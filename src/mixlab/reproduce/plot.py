@@ -14,14 +14,14 @@ def row_gflops(model, model_kwargs, dataset):
     """Forward GFLOPs per image of `model` (+ kwargs) at `dataset`'s input size (FlopCounterMode + FFT,
     attention and LSTM formulas, FLOPs = 2·MACs); None when the bench module is not available."""
     from .. import create_model
-    spec = get_spec(dataset)
-    c, h, w = spec.image_size if spec else (3, 32, 32)
-    net = create_model(model, num_classes=spec.num_classes if spec else 10, in_chans=c, img_size=h,
-                       **(model_kwargs or {}))
     try:
         from ..bench.flops import model_flops
     except ImportError:
         return None
+    spec = get_spec(dataset)
+    c, h, w = spec.image_size if spec else (3, 32, 32)
+    net = create_model(model, num_classes=spec.num_classes if spec else 10, in_chans=c, img_size=h,
+                       **(model_kwargs or {}))
     return model_flops(net, (c, h, w)).total / 1e9
 
 
