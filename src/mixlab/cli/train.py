@@ -5,14 +5,39 @@ from . import json_object, nonnegative_int, parse_overrides, positive_int
 from ..train.config import DATA_PATHS
 from ..train.recipes import PRECISIONS
 
+RECIPE_FILE_EXAMPLE = """\
+a recipe file (--recipe my_recipe.yaml, or .json) holds the keys of the built-in recipes
+(src/mixlab/recipes/*.json); a key left out takes its default, an unknown key is refused:
+
+  name: my_recipe            # what the run records (default: the file's stem)
+  description: AdamW + cosine, 50 epochs, for 28x28 data
+  optimizer: adamw           # adam | adamw | sgd
+  lr: 1.0e-3
+  lr_base_batch_size: 256    # lr is per 256 images, scaled with --batch-size
+  weight_decay: 0.05
+  batch_size: 256
+  epochs: 50
+  schedule: cosine           # constant | cosine | multistep
+  warmup_epochs: 5
+  min_lr: 1.0e-5
+  label_smoothing: 0.1
+  grad_clip: 1.0
+  precision: auto            # auto | fp32 | bf16 | fp16
+
+  mixlab train --model vit_tiny --data fashion-mnist --recipe my_recipe.yaml
+"""
+
 
 def add_parser(sub):
-    p = sub.add_parser("train", help="train a model on a dataset (or continue a run with --resume)")
+    import argparse
+    p = sub.add_parser("train", help="train a model on a dataset (or continue a run with --resume)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RECIPE_FILE_EXAMPLE)
     p.add_argument("--model", help="registered model name (`mixlab models` lists them)")
     p.add_argument("--data", help="mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg, synthetic[:spec], an "
                    "ImageFolder directory or a file list (.csv/.tsv/.txt of path,label)")
-    p.add_argument("--recipe", default="auto", help="auto | paper | dianet | mixlab | path/to/recipe.json "
-                   "(auto: paper for *_paper models, dianet for ResNets, mixlab otherwise)")
+    p.add_argument("--recipe", default="auto", help="auto | paper | dianet | mixlab | demo | ddpm | path/to/recipe.yaml "
+                   "(or .json; the keys of the built-in recipes, see below) (auto: paper for *_paper models, dianet "
+                   "for ResNets, mixlab otherwise)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="global batch, split over DDP ranks; default: the recipe's")

@@ -1,7 +1,8 @@
 """`Recipe`: every training hyper-parameter, its type, its allowed values and its default, in one place.
 
 Named, versioned recipes are JSON files in `mixlab/recipes/` (package data) holding values for these fields;
-`--set key=value` overrides are parsed and validated against the field types and choices, with a one-line
+a user's recipe is a YAML (.yaml/.yml) or JSON file with the same keys (any key left out takes the field's
+default, an unknown key is a one-line error naming the closest known one). `--set key=value` overrides are parsed and validated against the field types and choices, with a one-line
 error naming the key and what it accepts. A resolved `Recipe` is a frozen value: the engine receives it,
 records it in the run's config.json, and a resume reads it back from there.
 
@@ -36,6 +37,9 @@ class Recipe:
     description: str = ""
     source: str = ""
     notes: str = ""
+    # what the recipe was measured to give (result, runtime, device, date, where it is recorded), or that it
+    # has not been measured: a statement of fact, as big_vision configs give in their header
+    expected: str = ""
     optimizer: str = field(default="adamw", metadata={"choices": OPTIMIZERS})
     lr: float = field(default=1e-3, metadata={"min": 0.0})
     # None: lr as given; N: lr is per N images and scales linearly with the batch
@@ -100,7 +104,10 @@ class Recipe:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            import difflib
+            close = [m for k in unknown for m in difflib.get_close_matches(k, sorted(known), n=1)]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}; known: {', '.join(sorted(known))}")
         return cls(**{k: check_value(cls.field_info(k), v, where) for k, v in values.items()})
 
     @classmethod
@@ -203,24 +210,51 @@ def list_recipes():
                   if p.name.endswith(".json"))
 
 
+RECIPE_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def load_recipe(name_or_path):
-    """A validated `Recipe` by name ('paper', 'dianet', 'mixlab') or from a JSON file path."""
+    """A validated `Recipe` by name ('paper', 'dianet', 'mixlab', …) or from a .json/.yaml/.yml file path.
+
+    A file's `name` defaults to its stem (what the run records and the printed tables show)."""
     path = Path(str(name_or_path))
-    if path.suffix == ".json":
+    if path.suffix.lower() in RECIPE_FILE_SUFFIXES:
         if not path.is_file():
             raise FileNotFoundError(f"recipe file {path} does not exist")
-        text, where = path.read_text(), str(path)
-    else:
-        if name_or_path not in list_recipes():
-            raise ValueError(f"unknown recipe {name_or_path!r}; choose auto, {', '.join(list_recipes())} "
-                             f"or a path to a recipe .json")
-        text = resources.files("mixlab").joinpath("recipes", f"{name_or_path}.json").read_text()
-        where = f"recipe {name_or_path}"
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"recipe file {path} cannot be read: {e}") from None
+        values = _parse_recipe_text(text, str(path), yaml=path.suffix.lower() != ".json")
+        if isinstance(values, dict):
+            values.setdefault("name", path.stem)
+        return Recipe.from_dict(values, str(path))
+    if name_or_path not in list_recipes():
+        raise ValueError(f"unknown recipe {name_or_path!r}; choose auto, {', '.join(list_recipes())} "
+                         f"or a path to a recipe .yaml/.json")
+    text = resources.files("mixlab").joinpath("recipes", f"{name_or_path}.json").read_text()
+    where = f"recipe {name_or_path}"
+    return Recipe.from_dict(_parse_recipe_text(text, where, yaml=False), where)
+
+
+def _parse_recipe_text(text, where, yaml):
+    if not yaml:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where} is not valid JSON: {e}") from None
+    import yaml as pyyaml   # a dependency of timm, and of mixlab itself
     try:
-        values = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{where} is not valid JSON: {e}") from None
-    return Recipe.from_dict(values, where)
+        values = pyyaml.safe_load(text)   # safe_load: plain data only, no tags that construct objects
+    except pyyaml.YAMLError as e:
+        raise ValueError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from None
+    if values is None:
+        return {}
+    if isinstance(values, dict):
+        # YAML 1.1 reads 1e-3 (no dot) as a string: a number field's string is read as JSON, as --set does
+        numeric = {f.name for f in fields(Recipe) if f.type is not str}
+        values = {k: parse_value(v) if k in numeric and isinstance(v, str) else v for k, v in values.items()}
+    return values
 
 
 def auto_recipe_name(model_name):
