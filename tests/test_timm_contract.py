@@ -68,7 +68,8 @@ def test_pretrained_cfg_describes_the_model(name):
     assert cfg["input_size"] == mixlab.model_cfg(name)["input_size"] and cfg["num_classes"] == mixlab.model_cfg(name)["num_classes"]
     assert len(cfg["mean"]) == len(cfg["std"]) == cfg["input_size"][0]
     model = timm.create_model(name, device="meta")
-    for key in ("architecture", "input_size", "mean", "std", "pool_size", "first_conv", "classifier", "num_classes"):
+    for key in ("architecture", "input_size", "mean", "std", "pool_size", "first_conv", "classifier", "num_classes",
+                "fixed_input_size"):   # the static cfg (registration) agrees with the model as built
         assert model.pretrained_cfg[key] == cfg[key], key
     state = model.state_dict()
     assert state[cfg["first_conv"] + ".weight"].shape[1] == cfg["input_size"][0]
@@ -271,14 +272,15 @@ def test_docs_examples_run(index):
 
 
 def test_a_model_registered_later_gets_its_cfg_from_the_model():
-    """No list of names: a CIFAR ResNet registered after import is a timm model with first_conv, classifier,
-    pool_size and the DIANet normalisation read off the class, and a features_only backbone."""
+    """No list of names: a CIFAR ResNet registered after import (its class named by the factory's return
+    annotation) is a timm model with first_conv, classifier, pool_size and the DIANet normalisation read off the
+    class without building it, and a features_only backbone."""
     from timm.models._registry import _clear_model_entries, _model_entrypoints
     from mixlab import registry, timm_models
     from mixlab.models.dia import CifarResNet
 
     @registry.register_model("test_resnet11", family="resnet", input_size=(3, 32, 32), num_classes=100)
-    def build(num_classes=100, in_chans=3, img_size=32, **overrides):
+    def build(num_classes=100, in_chans=3, img_size=32, **overrides) -> CifarResNet:
         return CifarResNet(depth=11, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **overrides)
 
     try:
@@ -289,7 +291,7 @@ def test_a_model_registered_later_gets_its_cfg_from_the_model():
         assert backbone.feature_info.reduction() == [1, 2, 4] and len(backbone(images((3, 32, 32)))) == 3
     finally:
         _clear_model_entries("test_resnet11")           # leave both registries as they were
-        for table in (_model_entrypoints, registry._MODELS, registry._MODEL_TYPES, timm_models.default_cfgs,
+        for table in (_model_entrypoints, registry._MODELS, timm_models.default_cfgs,
                       vars(timm_models)):
             table.pop("test_resnet11", None)
         timm_models.__all__.remove("test_resnet11")

@@ -2,11 +2,7 @@
 __version__ = "0.1.0"
 
 from .registry import create_model, list_models, model_cfg
-from . import models  # noqa: F401  (registers every model)
-from .registry import open_timm_registration
-
-open_timm_registration()   # every model is now a timm model too (mixlab.timm_models)
-
+from . import models  # noqa: F401  (registers every model, with mixlab and with timm; builds none)
 from .checkpoint import load, save  # noqa: E402
 
 __all__ = ["create_model", "list_models", "model_cfg", "load", "save", "__version__"]

@@ -6,12 +6,68 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from torch import nn
+
+from . import registry
 from .fileio import atomic_write, write_json
-from .registry import build_from_config, model_spec
+from .layers.mlp import CHANNEL_MLPS
+from .mixers import MIXERS
 from .rundir import RunDir, RunError
+from .timm_models import model_pretrained_cfg
 
 WEIGHT_FILES = ("best.safetensors", "last.safetensors", "model.safetensors")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def model_spec(model: nn.Module) -> dict:
+    """What rebuilds `model`: {"model": name, "model_kwargs": kwargs} for a model built by name, or
+    {"model": class name, "model_class": class name, "model_kwargs": constructor kwargs} for one built
+    directly from a class registered with `register_model_class` (custom mixers are recorded by their
+    registered name)."""
+    kwargs = dict(getattr(model, "init_kwargs", None) or {})
+    name = getattr(model, "model_name", None)
+    if name is not None:
+        return {"model": name, "model_kwargs": {**kwargs, "num_classes": getattr(model, "num_classes", None)}}
+    cls = type(model)
+    if registry.MODEL_CLASSES.get(cls.__name__) is not cls or not kwargs:
+        raise ValueError(f"a {cls.__name__} built directly cannot be saved: build it with mixlab.create_model(name) "
+                         f"or register its class with mixlab.registry.register_model_class")
+    kwargs["num_classes"] = getattr(model, "num_classes", kwargs.get("num_classes"))
+    kwargs = {k: _by_name(cls.__name__, k, v) for k, v in kwargs.items()}
+    return {"model": cls.__name__, "model_class": cls.__name__, "model_kwargs": kwargs}
+
+
+def _by_name(owner, key, value):
+    """A constructor argument as JSON: registered mixer / channel-MLP classes by name; anything else that is not
+    plain data is refused in one line."""
+    if isinstance(value, type):
+        for table in (MIXERS, CHANNEL_MLPS):
+            found = next((n for n, c in table.items() if c is value), None)
+            if found:
+                return found
+        raise ValueError(f"{owner}: cannot save {key}={value.__name__}: register it (register_mixer) and pass "
+                         f"its name")
+    if isinstance(value, dict):
+        return {k: _by_name(owner, f"{key}.{k}", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_name(owner, key, v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise ValueError(f"{owner}: cannot save {key}={value!r}: only numbers, strings, lists, dicts and registered "
+                     f"names can be recorded in config.json")
+
+
+def build_from_config(config: dict) -> nn.Module:
+    """Rebuild the model a checkpoint's config.json describes (see `model_spec`)."""
+    kwargs = dict(config.get("model_kwargs", {}))
+    if "model_class" not in config:
+        return registry.create_model(config["model"], **kwargs)
+    cls = registry.MODEL_CLASSES.get(config["model_class"])
+    if cls is None:
+        raise ValueError(f"unknown model class {config['model_class']!r}; import the module that defines it first")
+    model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+    model.pretrained_cfg = model.default_cfg = model_pretrained_cfg(model)
+    return model
 
 
 def model_config(model, **meta):

@@ -1,35 +1,22 @@
-"""Model registry: name → factory and default cfg. Every registered name is also a timm model
-(`mixlab.timm_models`), with a timm pretrained cfg derived from the model itself."""
+"""Model registry: name → factory, model class and default cfg, and the checks on the arguments a model is
+built with. Every registered name is also a timm model: `register_model` hands it to `mixlab.timm_models`, whose
+pretrained cfg comes from the cfg declared here and the model class's static description (`timm_cfg`), so no
+model is built to register it."""
 import contextlib
 import difflib
 import fnmatch
 import inspect
-import math
 import numbers
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-_MODELS = {}        # name -> (factory, default cfg)
-_MODEL_TYPES = {}   # name -> the class its factory builds (known once it has been built)
-MODEL_CLASSES = {}  # class name -> model class that `mixlab.save` may record by class (built without a name)
-_PENDING_TIMM = []  # names registered while mixlab itself is importing; handed to timm when the import ends
-_timm_open = False
+from . import timm_models
+from .data.normalization import check_norm
 
-# Input normalisation per model, by the recipe a model is trained with (`register_model(..., norm=...)` or the
-# model class's `default_norm`); timm's data config (`resolve_data_config`) reads it as mean/std.
-NORMALIZATION = {
-    # NiNformer / Activator official train.py: Normalize(mean 0.5, std 0.5), the `paper` recipe
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    # DIANet's cifar.py constants, the `dianet` recipe (CIFAR ResNets, with or without DIA)
-    "dianet": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    # CIFAR-10 training-set statistics: the `mixlab` recipe normalises with the dataset's own, at 3×32×32
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    # ml-cvnets (AFFNet's ImageNet training): ToTensor only, pixels in [0, 1], no mean/std
-    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    # timm's default, for models that declare nothing
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
+_MODELS: dict[str, tuple[Callable[..., nn.Module], dict, type]] = {}   # name -> (factory, default cfg, class)
+MODEL_CLASSES: dict[str, type] = {}  # class name -> model class `mixlab.save` may record by class (no name)
 
 
 class ModelArgumentError(ValueError, TypeError):
@@ -37,53 +24,59 @@ class ModelArgumentError(ValueError, TypeError):
     configuration error, and a TypeError like Python's own unexpected-keyword error (what timm expects)."""
 
 
-def register_model(name=None, **default_cfg):
-    """Decorator: `@register_model("vit_paper", family="vit", paper=True, input_size=(3, 32, 32))`.
+def register_model(name: str | None = None, *, model_class: type | None = None, model_kwargs: dict | None = None,
+                   **default_cfg: Any) -> Callable:
+    """Decorator: `@register_model("vit_paper", model_class=IsotropicNet, model_kwargs=PAPER, family="vit",
+    paper=True, input_size=(3, 32, 32))`.
 
-    The cfg keys are free-form (family, paper, input_size, num_classes, source, published, …); these optional
-    ones shape the model's timm pretrained cfg: `norm` (a key of NORMALIZATION) or `mean`/`std`,
-    `paper_ids`. first_conv, classifier and pool_size are read off the built model.
+    `model_class` is the class the factory builds (else the factory's return annotation); `model_kwargs` the
+    named config's constructor arguments, from which the class's `timm_cfg` describes the model to timm
+    (first_conv, classifier, output stride, fixed input size) without building it. The cfg keys are free-form
+    (family, paper, input_size, num_classes, source, published, …); these optional ones shape the timm
+    pretrained cfg: `norm` (a key of `mixlab.data.normalization.NORMALIZATION`) or `mean`/`std`, `paper_ids`.
     """
 
     def wrap(fn):
         key = name or fn.__name__
         if key in _MODELS:
             raise ValueError(f"model {key!r} is registered twice")
+        cls = model_class or _returned_class(fn)
+        if cls is None:
+            raise ValueError(f"model {key!r}: say which class the factory builds (register_model(..., "
+                             f"model_class=...)) or annotate its return type")
         cfg = {"input_size": (3, 32, 32), "num_classes": 10, "paper": False, **default_cfg}
-        if "norm" in cfg and cfg["norm"] not in NORMALIZATION:
-            raise ValueError(f"model {key!r}: norm must be one of {sorted(NORMALIZATION)}, got {cfg['norm']!r}")
-        _MODELS[key] = (fn, cfg)
-        if _timm_open:
-            _register_with_timm(key)
-        else:
-            _PENDING_TIMM.append(key)
+        if "norm" in cfg:
+            check_norm(f"model {key!r}", cfg["norm"])
+        _MODELS[key] = (fn, cfg, cls)
+        timm_models.register(key, cfg, static_cfg(cls, model_kwargs or {}),
+                             lambda **kwargs: create_model(key, **kwargs))
         return fn
 
     return wrap
 
 
-def register_model_class(cls):
+def _returned_class(fn):
+    annotation = inspect.signature(fn).return_annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, nn.Module) else None
+
+
+def static_cfg(cls: type, model_kwargs: dict) -> dict:
+    """What the model class says of itself without being built: first_conv, classifier, norm, and from its
+    `timm_cfg(**model_kwargs)` the output stride and whether the input size is fixed."""
+    described = cls.timm_cfg(**model_kwargs) if hasattr(cls, "timm_cfg") else {}
+    return {"first_conv": getattr(cls, "first_conv", None), "classifier": getattr(cls, "classifier", None),
+            "norm": getattr(cls, "default_norm", "imagenet"), "reduction": None, "fixed_input_size": False,
+            **described}
+
+
+def register_model_class(cls: type) -> type:
     """Decorator: a model class that `mixlab.save` / `mixlab.load` can rebuild from its constructor kwargs
     (`model.init_kwargs`) when an instance was built directly rather than by name."""
     MODEL_CLASSES[cls.__name__] = cls
     return cls
 
 
-def open_timm_registration():
-    """Register every model so far with timm, and each later one as it is registered (called once by
-    `import mixlab`, after its own models are defined)."""
-    global _timm_open
-    _timm_open = True
-    while _PENDING_TIMM:
-        _register_with_timm(_PENDING_TIMM.pop(0))
-
-
-def _register_with_timm(name):
-    from . import timm_models
-    timm_models.register(name)
-
-
-def list_models(pattern=None, paper=None):
+def list_models(pattern: str | None = None, paper: bool | None = None) -> list[str]:
     """Registered model names, sorted; `pattern` is a shell glob ('vit_*'), `paper=True` keeps faithful configs."""
     names = sorted(_MODELS)
     if pattern:
@@ -93,7 +86,7 @@ def list_models(pattern=None, paper=None):
     return names
 
 
-def model_cfg(name):
+def model_cfg(name: str) -> dict:
     """The default cfg of a registered model (family, paper, native input size, published figures)."""
     return dict(_lookup(name)[1])
 
@@ -106,8 +99,10 @@ def _lookup(name):
     return _MODELS[name]
 
 
-def create_model(name, num_classes=None, in_chans=None, img_size=None, pretrained=False, device=None, dtype=None,
-                 **overrides):
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
+                 img_size: int | tuple[int, int] | None = None, pretrained: bool = False,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 **overrides: Any) -> nn.Module:
     """Build a registered model: `create_model("ninformer_paper", num_classes=100, in_chans=1, img_size=28)`.
 
     Unset arguments take the model's native values (its `model_cfg`). Extra keyword arguments override the
@@ -117,21 +112,23 @@ def create_model(name, num_classes=None, in_chans=None, img_size=None, pretraine
     """
     if pretrained:
         raise ValueError("mixlab ships no pretrained weights; train one with `mixlab train` and use mixlab.load(run)")
-    fn, cfg = _lookup(name)
+    fn, cfg, cls = _lookup(name)
     c, s, _ = cfg["input_size"]
     kwargs = dict(num_classes=cfg["num_classes"] if num_classes is None else num_classes,
                   in_chans=c if in_chans is None else in_chans,
                   img_size=s if img_size is None else _square_size(name, img_size))
     kwargs.update(overrides)
-    _check_arguments(name, fn, kwargs)
+    _check_arguments(name, fn, cls, kwargs)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = fn(**kwargs)
+    if not isinstance(model, cls):
+        raise TypeError(f"model {name!r} is registered as a {cls.__name__} but its factory built a "
+                        f"{type(model).__name__}")
     if dtype is not None:
         model.to(dtype=dtype)
-    _MODEL_TYPES.setdefault(name, type(model))
     model.model_name = name
     model.init_kwargs = dict(kwargs)
-    model.pretrained_cfg = model.default_cfg = model_pretrained_cfg(model, cfg, name)
+    model.pretrained_cfg = model.default_cfg = timm_models.model_pretrained_cfg(model, cfg, name)
     return model
 
 
@@ -152,11 +149,11 @@ def _accepted(fn):
     return named, any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _check_arguments(name, fn, kwargs):
+def _check_arguments(name, fn, cls, kwargs):
     """Refuse, in one line, a keyword the model does not take or a number/flag of the wrong type."""
     named, open_ended = _accepted(fn)
-    if open_ended and name in _MODEL_TYPES:         # the factory forwards **overrides to the model class
-        cls_named, open_ended = _accepted(_MODEL_TYPES[name].__init__)
+    if open_ended:         # the factory forwards **overrides to the model class
+        cls_named, open_ended = _accepted(cls.__init__)
         named = {**cls_named, **named}
     if not open_ended:
         unknown = sorted(set(kwargs) - set(named))
@@ -186,114 +183,3 @@ def _is_a(value, expected):
     if isinstance(value, bool):
         return False
     return isinstance(value, numbers.Integral if expected == "an integer" else numbers.Real)
-
-
-# --- timm pretrained cfg, read off a built model ------------------------------------------------------------
-def model_pretrained_cfg(model, cfg=None, name=None):
-    """timm's pretrained cfg for a built model: input size and normalisation as built, and first_conv,
-    classifier and pool_size found in the model itself (so any registered model gets a correct one)."""
-    cfg = cfg or {}
-    c, s, _ = cfg.get("input_size", (3, 32, 32))
-    chans, size = getattr(model, "in_chans", c), getattr(model, "img_size", s)
-    mean, std = _normalization(model, cfg, chans)
-    patch_embed = getattr(model, "patch_embed", None)
-    out = dict(
-        architecture=name,
-        input_size=(chans, size, size),
-        fixed_input_size=patch_embed is not None and not getattr(patch_embed, "dynamic_img_size", True),
-        # small-image datasets (CIFAR, MNIST) are evaluated on whole images; ImageNet nets on the 0.875 centre
-        # crop of their training code (ml-cvnets' default crop ratio), resized bilinearly as there
-        interpolation="bilinear",
-        crop_pct=1.0 if size <= 64 else 0.875,
-        mean=mean, std=std,
-        num_classes=getattr(model, "num_classes", cfg.get("num_classes")),
-        pool_size=_pool_size(model, size),
-        first_conv=_first_conv(model, chans),
-        classifier=_classifier(model),
-        description=cfg.get("source"),
-        paper_ids=cfg.get("paper_ids"),
-    )
-    return {k: v for k, v in out.items() if v is not None or k in ("pool_size", "first_conv", "classifier")}
-
-
-def _normalization(model, cfg, chans):
-    if cfg.get("mean") is not None and cfg.get("std") is not None:
-        mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
-    else:
-        mean, std = NORMALIZATION[cfg.get("norm") or getattr(model, "default_norm", "imagenet")]
-    if len(mean) != chans:   # another channel count than the recipe's: its per-channel values, averaged
-        mean, std = (sum(mean) / len(mean),) * chans, (sum(std) / len(std),) * chans
-    return tuple(float(m) for m in mean), tuple(float(v) for v in std)
-
-
-def _pool_size(model, size):
-    """Spatial size of forward_features' output at the model's input size: size / the last feature stride."""
-    info = getattr(model, "feature_info", None)
-    if not info:
-        return None
-    r = info[-1]["reduction"]
-    return (math.ceil(size / r), math.ceil(size / r))
-
-
-def _first_conv(model, chans):
-    return next((n for n, m in model.named_modules()
-                 if isinstance(m, nn.Conv2d) and m.in_channels == chans), None)
-
-
-def _classifier(model):
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    return next((n for n, m in model.named_modules() if m is head), None) if head is not None else None
-
-
-# --- checkpoints ---------------------------------------------------------------------------------------------
-def model_spec(model):
-    """What rebuilds `model`: {"model": name, "model_kwargs": kwargs} for a model built by name, or
-    {"model": class name, "model_class": class name, "model_kwargs": constructor kwargs} for one built
-    directly from a class registered with `register_model_class` (custom mixers are recorded by their
-    registered name)."""
-    kwargs = dict(getattr(model, "init_kwargs", None) or {})
-    name = getattr(model, "model_name", None)
-    if name is not None:
-        return {"model": name, "model_kwargs": {**kwargs, "num_classes": getattr(model, "num_classes", None)}}
-    cls = type(model)
-    if MODEL_CLASSES.get(cls.__name__) is not cls or not kwargs:
-        raise ValueError(f"a {cls.__name__} built directly cannot be saved: build it with mixlab.create_model(name) "
-                         f"or register its class with mixlab.registry.register_model_class")
-    kwargs["num_classes"] = getattr(model, "num_classes", kwargs.get("num_classes"))
-    kwargs = {k: _by_name(cls.__name__, k, v) for k, v in kwargs.items()}
-    return {"model": cls.__name__, "model_class": cls.__name__, "model_kwargs": kwargs}
-
-
-def _by_name(owner, key, value):
-    """A constructor argument as JSON: registered mixer / channel-MLP classes by name; anything else that is not
-    plain data is refused in one line."""
-    from .layers.mlp import CHANNEL_MLPS
-    from .mixers import MIXERS
-    if isinstance(value, type):
-        for table in (MIXERS, CHANNEL_MLPS):
-            found = next((n for n, c in table.items() if c is value), None)
-            if found:
-                return found
-        raise ValueError(f"{owner}: cannot save {key}={value.__name__}: register it (register_mixer) and pass "
-                         f"its name")
-    if isinstance(value, dict):
-        return {k: _by_name(owner, f"{key}.{k}", v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_by_name(owner, key, v) for v in value]
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise ValueError(f"{owner}: cannot save {key}={value!r}: only numbers, strings, lists, dicts and registered "
-                     f"names can be recorded in config.json")
-
-
-def build_from_config(config):
-    """Rebuild the model a checkpoint's config.json describes (see `model_spec`)."""
-    kwargs = dict(config.get("model_kwargs", {}))
-    if "model_class" not in config:
-        return create_model(config["model"], **kwargs)
-    cls = MODEL_CLASSES.get(config["model_class"])
-    if cls is None:
-        raise ValueError(f"unknown model class {config['model_class']!r}; import the module that defines it first")
-    model = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
-    model.pretrained_cfg = model.default_cfg = model_pretrained_cfg(model)
-    return model

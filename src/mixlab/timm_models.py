@@ -3,75 +3,122 @@ pretrained cfgs (no weights) and one `@register_model` entrypoint per name that 
 `timm.models.build_model_with_cfg`. So `timm.create_model(name, features_only=True, out_indices=...)`,
 `get_pretrained_cfg(name)`, `list_models(name_matches_cfg=True)` and `resolve_data_config` all work.
 
-A model's cfg is read off the model itself, built once on the meta device when it is registered
-(`mixlab.registry.model_pretrained_cfg`): any model registered through `mixlab.registry.register_model`
-gets one, with no list of names here.
+A name's pretrained cfg is derived, without building the model, from the cfg it is registered with and its
+class's static description (`mixlab.registry.static_cfg`: the class attributes `first_conv`, `classifier`,
+`default_norm`, and `timm_cfg(**model_kwargs)` for the output stride and whether the input size is fixed), as
+timm's model files declare theirs. A built model's cfg (`model_pretrained_cfg`) follows it as built: its input
+size, channels and pool size. `mixlab.registry.register_model` calls `register`; nothing here imports the
+registry back.
 """
+import math
 import warnings
+from typing import Any, Callable
 
+from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._builder import pretrained_cfg_for_features
 from timm.models._features import FeatureGetterNet
 from timm.models._registry import _model_entrypoints
 
-from . import registry
+from .data.normalization import fit_channels, mean_std
 
 default_cfgs = {}   # name -> timm DefaultCfg; timm's register_model reads it from this module
+__all__ = []        # timm's register_model appends each entrypoint's name
 
 
-def register(name):
-    """Make `name` a timm model (its pretrained cfg comes from the model built on the meta device)."""
+def register(name: str, cfg: dict, static: dict, build: Callable[..., nn.Module]) -> None:
+    """Make `name` a timm model: its pretrained cfg from the registered `cfg` and the class's `static`
+    description, its entrypoint building through `build` (the registry's create_model for that name)."""
     if name in _model_entrypoints and getattr(_model_entrypoints[name], "__module__", None) != __name__:
         warnings.warn(f"mixlab model {name!r} is not registered with timm: timm already has a model of that name",
                       stacklevel=3)
         return
-    model = _build_once(name)
-    if model is None:
-        return
-    default_cfgs.update(generate_default_cfgs({name: registry.model_pretrained_cfg(model, registry.model_cfg(name),
-                                                                                     name)}))
-    entry = _entrypoint(name)
+    c, s, _ = cfg["input_size"]
+    reduction = static["reduction"]
+    default_cfgs.update(generate_default_cfgs({name: _pretrained_cfg(
+        name, cfg, chans=c, size=s, num_classes=cfg.get("num_classes"), norm=static["norm"],
+        pool_size=None if reduction is None else (math.ceil(s / reduction),) * 2,
+        fixed_input_size=static["fixed_input_size"], first_conv=static["first_conv"],
+        classifier=static["classifier"])}))
+    entry = _entrypoint(name, cfg, build)
     globals()[name] = entry
     register_model(entry)
 
 
-def _build_once(name):
-    """The model at its native configuration: on the meta device (no memory, no init), else on the CPU for a
-    model whose constructor computes with tensor values; None (with a warning) if it cannot be built."""
-    for device in ("meta", "cpu"):
-        try:
-            return registry.create_model(name, device=device)
-        except Exception as e:   # noqa: BLE001 - a model that cannot be built stays out of timm, not out of mixlab
-            error = e
-    warnings.warn(f"mixlab model {name!r} is not registered with timm: building it failed ({error})", stacklevel=4)
-    return None
+def model_pretrained_cfg(model: nn.Module, cfg: dict | None = None, name: str | None = None) -> dict:
+    """timm's pretrained cfg for a built model: input size, channels, classes and pool size as built;
+    first_conv, classifier and normalisation as its class declares them (or the registered cfg says)."""
+    cfg = cfg or {}
+    c, s, _ = cfg.get("input_size", (3, 32, 32))
+    chans, size = getattr(model, "in_chans", c), getattr(model, "img_size", s)
+    patch_embed = getattr(model, "patch_embed", None)
+    cls = type(model)
+    return _pretrained_cfg(
+        name, cfg, chans=chans, size=size, num_classes=getattr(model, "num_classes", cfg.get("num_classes")),
+        norm=getattr(cls, "default_norm", "imagenet"), pool_size=_pool_size(model, size),
+        fixed_input_size=patch_embed is not None and not getattr(patch_embed, "dynamic_img_size", True),
+        first_conv=getattr(cls, "first_conv", None), classifier=getattr(cls, "classifier", None))
 
 
-def _entrypoint(name):
+def _pretrained_cfg(name, cfg, *, chans, size, num_classes, norm, pool_size, fixed_input_size, first_conv,
+                    classifier) -> dict[str, Any]:
+    if cfg.get("mean") is not None and cfg.get("std") is not None:
+        mean, std = fit_channels(cfg["mean"], cfg["std"], chans)
+    else:
+        mean, std = mean_std(cfg.get("norm") or norm, chans)
+    out = dict(
+        architecture=name,
+        input_size=(chans, size, size),
+        fixed_input_size=fixed_input_size,
+        # small-image datasets (CIFAR, MNIST) are evaluated on whole images; ImageNet nets on the 0.875 centre
+        # crop of their training code (ml-cvnets' default crop ratio), resized bilinearly as there
+        interpolation="bilinear",
+        crop_pct=1.0 if size <= 64 else 0.875,
+        mean=mean, std=std,
+        num_classes=num_classes,
+        pool_size=pool_size,
+        first_conv=first_conv,
+        classifier=classifier,
+        description=cfg.get("source"),
+        paper_ids=cfg.get("paper_ids"),
+    )
+    return {k: v for k, v in out.items() if v is not None or k in ("pool_size", "first_conv", "classifier")}
+
+
+def _pool_size(model, size):
+    """Spatial size of forward_features' output at the model's input size: size / the last feature stride."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        return None
+    r = info[-1]["reduction"]
+    return (math.ceil(size / r), math.ceil(size / r))
+
+
+def _entrypoint(name, cfg, build):
     def entry(pretrained=False, **kwargs):
         if pretrained:
             raise ValueError(f"mixlab ships no pretrained weights for {name}; train one with `mixlab train` and "
                              f"load it with mixlab.load(run)")
         # feature_cls 'getter': features_only wraps the model in timm's FeatureGetterNet over
         # forward_intermediates; out_indices None = every feature_info level.
-        model = build_model_with_cfg(lambda **kw: registry.create_model(name, **kw), name, pretrained,
+        model = build_model_with_cfg(build, name, pretrained,
                                      feature_cfg=dict(feature_cls="getter", out_indices=None), **kwargs)
-        return _follow_built_model(model, name)
+        return _follow_built_model(model, name, cfg)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__module__ = __name__
-    entry.__doc__ = f"{name}: {registry.model_cfg(name).get('source') or 'a mixlab model'} (no pretrained weights)."
+    entry.__doc__ = f"{name}: {cfg.get('source') or 'a mixlab model'} (no pretrained weights)."
     return entry
 
 
-def _follow_built_model(model, name):
+def _follow_built_model(model, name, cfg):
     """timm sets the registered (native-size) cfg; input size, pool size and normalisation follow the model as
     built, except where the caller overlaid them (pretrained_cfg_overlay)."""
     inner = model.model if isinstance(model, FeatureGetterNet) else model
     if not hasattr(inner, "forward_head"):      # another feature wrapper (feature_cls='fx', ...): as timm made it
         return model
     registered = default_cfgs[name].default.to_dict()
-    built = registry.model_pretrained_cfg(inner, registry.model_cfg(name), name)
+    built = model_pretrained_cfg(inner, cfg, name)
     cfg = dict(inner.pretrained_cfg)
     for key, value in built.items():
         if cfg.get(key) == registered.get(key):

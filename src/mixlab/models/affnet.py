@@ -115,8 +115,20 @@ class AFFNet(ClassifierApi, nn.Module):
     head's feature map unpooled.
     """
 
-    default_norm = "unit"   # ml-cvnets' ImageNet pipeline: ToTensor only (mixlab.registry.NORMALIZATION)
+    default_norm = "unit"   # ml-cvnets' ImageNet pipeline: ToTensor only (mixlab.data.normalization)
+    first_conv, classifier = "stem.0", "head"   # timm's pretrained-cfg keys (mixlab.timm_models)
     stage_names = ("layer1", "layer2", "layer3", "layer4", "layer5")
+
+    @staticmethod
+    def stage_strides(cifar_stem=False):
+        """Total stride after each stage: 2–32, or 1–8 with the CIFAR stem (stride 1 in the stem and layer2)."""
+        e = 1 if cifar_stem else 2
+        return (e, e * e, 2 * e ** 2, 4 * e ** 2, 8 * e ** 2)
+
+    @classmethod
+    def timm_cfg(cls, cifar_stem=False, **_):
+        """forward_features' stride, for timm's pretrained cfg without building the model."""
+        return {"reduction": cls.stage_strides(cifar_stem)[-1]}
 
     def __init__(self, channels=(32, 64, 128, 256, 320), depths=(2, 4, 3), mv2_expand=4, ffn_ratio=2.0,
                  stem_chans=16, head_exp=4, head_max=960, num_classes=1000, in_chans=3, img_size=256,
@@ -150,8 +162,7 @@ class AFFNet(ClassifierApi, nn.Module):
                          drop_path=dpr[start:start + depth], fusion=fusion, fft_impl=fft_impl)))
             prev, start = dim, start + depth
         self.layer3, self.layer4, self.layer5 = stages
-        strides = (early_stride, early_stride * early_stride, 2 * early_stride ** 2, 4 * early_stride ** 2,
-                   8 * early_stride ** 2)
+        strides = self.stage_strides(cifar_stem)
         self.feature_info = [dict(num_chs=c, reduction=r, module=n)
                              for c, r, n in zip(channels, strides, self.stage_names)]
         self.num_features = self.head_hidden_size = min(head_exp * prev, head_max)
@@ -238,8 +249,8 @@ def _register(name, source):
                       **{**AFFNET_CONFIGS[name], **overrides})
 
     build.__name__ = name
-    register_model(name, family="affnet", paper=True, input_size=(3, 256, 256), num_classes=1000,
-                   source=source, published=PUBLISHED[name])(build)
+    register_model(name, model_class=AFFNet, model_kwargs=AFFNET_CONFIGS[name], family="affnet", paper=True,
+                   input_size=(3, 256, 256), num_classes=1000, source=source, published=PUBLISHED[name])(build)
 
 
 _register("affnet_et", "AFFNet-ET: microsoft/TokenMixers affnet mode 'xx_small' (arXiv 2307.14008)")
@@ -254,7 +265,8 @@ def _register_cifar(name):
                       **{**AFFNET_CONFIGS[name], "cifar_stem": True, **overrides})
 
     build.__name__ = f"{name}_cifar"
-    register_model(f"{name}_cifar", family="affnet", paper=False, input_size=(3, 32, 32), num_classes=10,
+    register_model(f"{name}_cifar", model_class=AFFNet, model_kwargs={**AFFNET_CONFIGS[name], "cifar_stem": True},
+                   family="affnet", paper=False, input_size=(3, 32, 32), num_classes=10,
                    source=f"{name} with a stride-1 stem and layer2 for 32 px images (mixlab)",
                    norm="cifar10")(build)   # trained with the `mixlab` recipe: the dataset's own statistics
 

@@ -265,7 +265,14 @@ class CifarResNet(ClassifierApi, nn.Module):
         return options
 
     # --- timm model API -------------------------------------------------------------------------------
-    default_norm = "dianet"   # DIANet's cifar.py Normalize constants (mixlab.registry.NORMALIZATION)
+    default_norm = "dianet"   # DIANet's cifar.py Normalize constants (mixlab.data.normalization)
+    first_conv, classifier = "stem", "head"   # timm's pretrained-cfg keys (mixlab.timm_models)
+
+    @classmethod
+    def timm_cfg(cls, **_):
+        """forward_features' stride, for timm's pretrained cfg without building: the stem keeps full resolution
+        and stages 2 and 3 halve it (`feature_info` reads the same off a built net)."""
+        return {"reduction": 4}
     __jit_unused_properties__ = ["feature_info"]
 
     @property
@@ -404,7 +411,7 @@ def _register(name, family, base, source):
         return CifarResNet(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **{**base, **overrides})
 
     build.__name__ = name
-    register_model(name, family=family, paper=True, input_size=(3, 32, 32), num_classes=100, source=source,
+    register_model(name, model_class=CifarResNet, model_kwargs=base, family=family, paper=True, input_size=(3, 32, 32), num_classes=100, source=source,
                    published=PUBLISHED[name])(build)
 
 

@@ -46,7 +46,16 @@ class IsotropicNet(ClassifierApi, nn.Module):
     as [B, N, C] ('NLC'), prefix tokens removed.
     """
 
-    default_norm = "cifar10"   # the `mixlab` recipe at the native 3×32×32 input (mixlab.registry.NORMALIZATION)
+    default_norm = "cifar10"   # the `mixlab` recipe at the native 3×32×32 input (mixlab.data.normalization)
+    first_conv, classifier = "patch_embed.proj", "head"   # timm's pretrained-cfg keys (mixlab.timm_models)
+
+    @classmethod
+    def timm_cfg(cls, patch_size=4, mixer="attention", pos_embed="none", **_):
+        """What timm's pretrained cfg says of a config without building it: forward_features' stride is the
+        patch size; the input size is fixed when a mixer's weights depend on the token count or a learned
+        position embedding does (the rule `PatchEmbed(dynamic_img_size=...)` is built with below)."""
+        return {"reduction": patch_size,
+                "fixed_input_size": capabilities(mixer_class(mixer))["fixed_tokens"] or pos_embed != "none"}
 
     def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=256, depth=4,
                  mixer="attention", mixer_kwargs=None, mlp="mlp", mlp_hidden_dim=512, mlp_kwargs=None,
@@ -74,7 +83,7 @@ class IsotropicNet(ClassifierApi, nn.Module):
         self.global_pool = global_pool
         self.mixer_name = mixer if isinstance(mixer, str) else (mixer_name(mixer_cls) or mixer_cls.__name__)
         self.grad_checkpointing = False
-        dynamic = not mixer_caps["fixed_tokens"] and pos_embed == "none"
+        dynamic = not type(self).timm_cfg(patch_size, mixer, pos_embed)["fixed_input_size"]
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, dynamic_img_size=dynamic,
                                       model_name=name)
         grid, n = self.patch_embed.grid_size, self.patch_embed.num_patches

@@ -40,7 +40,7 @@ def _factory(name, base, family, **defaults):
                             **kwargs)
 
     build.__name__ = name
-    register_model(name, family=family, **defaults)(build)
+    register_model(name, model_class=IsotropicNet, model_kwargs=base, family=family, **defaults)(build)
     return build
 
 

@@ -129,6 +129,8 @@ class UNet(nn.Module):
     recalibration of every residual branch (at most one), dia_reduction / se_reduction: their bottlenecks.
     """
 
+    first_conv, classifier = "stem", None   # timm's pretrained-cfg keys (mixlab.timm_models): no classifier
+
     def __init__(self, in_chans=3, img_size=32, num_classes=0, base_chans=32, chan_mult=(1, 2, 2),
                  num_res_blocks=1, mid_attention=True, drop_rate=0.1, norm_groups=8, dia=False, dia_reduction=4,
                  se=False, se_reduction=16):
@@ -254,7 +256,7 @@ def _register(name, base, source):
 
     build.__name__ = name
     # task: the engine trains it as a denoiser (mixlab.diffusion.task); recipe: what `--recipe auto` picks.
-    register_model(name, family="unet", paper=False, input_size=(3, 32, 32), num_classes=0, source=source,
+    register_model(name, model_class=UNet, model_kwargs=base, family="unet", paper=False, input_size=(3, 32, 32), num_classes=0, source=source,
                    task="diffusion", recipe="ddpm")(build)
 
 
