@@ -1,9 +1,15 @@
-"""Test-wide settings: one intra-op thread per process.
+"""Test-wide settings: one intra-op thread per process; where the real datasets are.
 
 The suite's tensors are tiny, and several tests start subprocesses (torchrun workers, killed-and-resumed
 training runs); on the 2-core CI machine more threads than cores only adds contention.
+
+A test that needs a real dataset finds it as the CLI does (`mixlab.data.sources`: `$MIXLAB_DATA`, the cache
+`$MIXLAB_CACHE` or `~/.cache/mixlab`, `/usr/share/datasets/fashion-mnist`) through `dataset_folder` and
+`needs_dataset` below, and otherwise skips saying what is missing: a fresh clone with no variable set passes.
 """
 import os
+from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -12,6 +18,24 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from mixlab.data.sources import find_folder  # noqa: E402
+from mixlab.data.spec import BUILTIN  # noqa: E402
+
+
+def dataset_folder(name: str) -> Optional[Path]:
+    """The folder the CLI would read built-in dataset `name` from (both splits present), or None."""
+    train, _ = find_folder(name, "train")
+    test, _ = find_folder(name, "test")
+    return train if train is not None and test is not None else None
+
+
+def needs_dataset(*names: str):
+    """A skip marker unless every built-in dataset in `names` is found; the reason says how to get each."""
+    missing = [n for n in names if dataset_folder(n) is None]
+    reason = "; ".join(f"{n} not found in $MIXLAB_DATA, the cache or /usr/share/datasets "
+                       f"({BUILTIN[n].how_to_get})" for n in missing)
+    return pytest.mark.skipif(bool(missing), reason=reason or "found")
 
 
 class ShellPayload:

@@ -1,10 +1,8 @@
 """mixlab.data: readers and their verification, source lookup, subsets, and the device-resident loader."""
 import gzip
 import hashlib
-import os
 import pickle
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +17,7 @@ from mixlab.data import spec as spec_mod
 from mixlab.data.spec import IDX_FILES
 from mixlab.data.cifar import safe_load
 from mixlab.data.idx import read_idx
-
-REAL = Path(os.environ.get("MIXLAB_DATA", "/nonexistent"))
-needs_real = pytest.mark.skipif(not (REAL / "fashion-mnist").is_dir(), reason="MIXLAB_DATA with shared data not set")
+from conftest import dataset_folder, needs_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -86,37 +82,38 @@ def write_cifar(root, variant, n_train, n_test):
 
 # ---------------------------------------------------------------- real data (MIXLAB_DATA)
 
-@needs_real
 @pytest.mark.parametrize("name, per_class_test", [
-    ("fashion-mnist", [1000] * 10),
-    ("mnist", [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]),
+    pytest.param("fashion-mnist", [1000] * 10, marks=needs_dataset("fashion-mnist")),
+    pytest.param("mnist", [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], marks=needs_dataset("mnist")),
 ])
 def test_real_idx_datasets_verify_counts_and_classes(name, per_class_test):
-    test = load_dataset(name, "test", verbose=False)   # sha256 of every file is checked while reading
+    folder = dataset_folder(name)       # found before `isolated` hid the cache and the Debian package
+    test = load_dataset(name, "test", data_dir=folder, verbose=False)   # sha256 of every file is checked
     assert len(test) == 10000 and test.image_size == (1, 28, 28) and not test.lossy
     assert torch.bincount(test.labels).tolist() == per_class_test
-    assert test.source.startswith(str(REAL))
-    train = load_dataset(name, "train", subset=1000, verbose=False)
+    assert test.source.startswith(str(folder))
+    train = load_dataset(name, "train", data_dir=folder, subset=1000, verbose=False)
     assert len(train) == 1000 and train.num_classes == 10
     if name == "fashion-mnist":
         assert test.classes[0] == "T-shirt/top" and test.classes[9] == "Ankle boot"
         assert test.mean == pytest.approx((0.2860,)) and torch.bincount(train.labels).tolist() == [100] * 10
         # the published train mean is what the pixels give
-        full = load_dataset(name, "train", verbose=False)
+        full = load_dataset(name, "train", data_dir=folder, verbose=False)
         assert len(full) == 60000 and full.images.float().mean().item() / 255 == pytest.approx(0.2860, abs=1e-4)
 
 
-@needs_real
+@needs_dataset("cifar10-jpeg")
 def test_real_cifar10_jpeg_is_lossy_cached_and_subset_decodes_match(tmp_path, monkeypatch):
-    full = load_dataset("cifar10-jpeg", "test", verbose=False)
+    folder = dataset_folder("cifar10-jpeg")
+    full = load_dataset("cifar10-jpeg", "test", data_dir=folder, verbose=False)
     assert full.lossy and "lossy" in full.source and "decoded and cached" in full.source
     assert len(full) == 10000 and full.image_size == (3, 32, 32) and torch.bincount(full.labels).tolist() == [1000] * 10
     means = full.images.float().mean(dim=(0, 2, 3)) / 255   # shared/data/README.md: (0.4941, 0.4851, 0.4504)
     assert means.tolist() == pytest.approx([0.4941, 0.4851, 0.4504], abs=2e-4)
-    again = load_dataset("cifar10-jpeg", "test", verbose=False)
+    again = load_dataset("cifar10-jpeg", "test", data_dir=folder, verbose=False)
     assert "decoded cache" in again.source and torch.equal(again.images, full.images)
     monkeypatch.setenv("MIXLAB_CACHE", str(tmp_path / "fresh"))   # no cache: only the subset is decoded
-    part = load_dataset("cifar10-jpeg", "test", subset=50, seed=3, verbose=False)
+    part = load_dataset("cifar10-jpeg", "test", data_dir=folder, subset=50, seed=3, verbose=False)
     idx = stratified_indices(full.labels, 50, seed=3)
     assert "decoded subset" in part.source and torch.equal(part.images, full.images[idx])
     assert torch.bincount(part.labels).tolist() == [5] * 10

@@ -4,8 +4,6 @@ The full demo (all 60,000 images, 4 epochs, ≤ 3 min on 2 cores, best ≥ 85 %)
 docs/BENCHMARKS.md; here a 600-image, 1-epoch run checks everything the demo prints and writes.
 """
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +11,9 @@ import torch
 from mixlab.cli import main
 from mixlab.registry import create_model, model_cfg
 from mixlab.train.demo import CPU_PLAN, MIXER_NAMES
+from conftest import dataset_folder, needs_dataset
 
-REAL = Path(os.environ.get("MIXLAB_DATA", "/nonexistent"))
-needs_real = pytest.mark.skipif(not (REAL / "fashion-mnist").is_dir(), reason="MIXLAB_DATA with shared data not set")
+FASHION = dataset_folder("fashion-mnist")       # None: the real-data test below skips
 
 # Counted by hand from the shared skeleton: patch embedding 7·7·64 + 64, position embedding 16·64 (ViT only),
 # per block two LayerNorms 2·128 and the channel MLP 64·128 + 128 + 128·64 + 64 = 16,576, final norm 128, head
@@ -44,14 +42,14 @@ def test_demo_configs_share_one_skeleton_and_differ_only_in_the_mixer():
     assert len(mixers) == 5
 
 
-@needs_real
+@needs_dataset("fashion-mnist")
 def test_demo_prints_a_table_and_writes_the_plot_and_run_directories(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--subset", "600", "--epochs", "1", "--out", str(out), "--data-dir", str(REAL),
+    assert main(["demo", "--subset", "600", "--epochs", "1", "--out", str(out), "--data-dir", str(FASHION),
                  "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     # what it did, in words: data and where from, models, recipe, length, where things are, the next step
-    assert str(REAL / "fashion-mnist") in text and "600-image subsets of the training and test sets" in text
+    assert str(FASHION) in text and "600-image subsets of the training and test sets" in text
     assert "test top-1 on 600 Fashion-MNIST test images" in text
     assert "recipe 'demo'" in text and "1 epochs" in text
     assert f"comparison plot: {out / 'comparison.png'}" in text and "go further: mixlab reproduce" in text

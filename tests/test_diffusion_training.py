@@ -20,11 +20,12 @@ import mixlab
 from mixlab.cli import main
 from mixlab.train import TrainConfig, auto_recipe_name, load_recipe, train
 from mixlab.train.recipes import Recipe
+from conftest import dataset_folder, needs_dataset
 
 pytest.importorskip("diffusers")
 pytest.importorskip("torchmetrics")
 
-DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FASHION = dataset_folder("fashion-mnist")       # None: the real-data test below skips
 # Two levels of 8 and 16 channels: the UNet's structure (SE/DIA per block, shared LSTM per level) at 16 px.
 TINY = {"base_chans": 8, "chan_mult": [1, 2], "norm_groups": 2}
 SYNTH = "synthetic:64x1x16x16:4"
@@ -246,7 +247,7 @@ def test_fid_feature_space_plan(tmp_path, monkeypatch):
     assert inception_status()[0] is False
 
 
-@pytest.mark.skipif(not (DATA / "fashion-mnist").is_dir(), reason="needs MIXLAB_DATA with fashion-mnist")
+@needs_dataset("fashion-mnist")
 def test_dia_diffusion_table_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch, capsys):
     """Two tiny UNets, 1 epoch (2 steps) on 32 Fashion-MNIST images, FID feature classifier and Fréchet
     distances of 32 samples (2 reverse steps) against the 32 test images; offline, so no Inception."""
@@ -261,7 +262,7 @@ def test_dia_diffusion_table_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch, 
 
     overrides = {"sample_steps": 2, "sample_count": 4, "precision": "fp32"}
     kw = dict(datasets="fashion-mnist", models="unet_tiny,dia_unet_tiny", epochs=1, subset=32, batch_size=16,
-              device="cpu", data_dir=str(DATA), out=tmp_path / "t", overrides=overrides, log=lambda m: None,
+              device="cpu", data_dir=str(FASHION), out=tmp_path / "t", overrides=overrides, log=lambda m: None,
               train_fn=counting_train)
     plan = reproduce("dia-diffusion", dry_run=True, **kw)
     assert [(r["model"], r["status"]) for r in plan["runs"]] == [("unet_tiny", "new"), ("dia_unet_tiny", "new"),
@@ -291,6 +292,6 @@ def test_dia_diffusion_table_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch, 
     assert len(calls) == 3 and again["rows"] == report["rows"]
     assert not any("sampling" in m or "training" in m for m in messages)
     assert main(["reproduce", "dia-diffusion", "--datasets", "fashion-mnist", "--models", "unet_tiny,dia_unet_tiny",
-                 "--epochs", "1", "--subset", "32", "--data-dir", str(DATA), "--out", str(tmp_path / "t"),
+                 "--epochs", "1", "--subset", "32", "--data-dir", str(FASHION), "--out", str(tmp_path / "t"),
                  *[a for k, v in overrides.items() for a in ("--set", f"{k}={v}")], "--dry-run"]) == 0
     assert "3 runs: 0 to train (0 epochs), 0 to resume, 3 done" in capsys.readouterr().out

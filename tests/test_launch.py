@@ -15,15 +15,16 @@ import pytest
 from mixlab.reproduce import reproduce
 from mixlab.reproduce.launch import LocalPool, Sequential, attempt, make_launcher
 from mixlab.train import TrainConfig
+from conftest import dataset_folder, needs_dataset
 
-DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-needs_data = pytest.mark.skipif(not (DATA / "fashion-mnist").is_dir(), reason="needs MIXLAB_DATA with fashion-mnist")
+FASHION = dataset_folder("fashion-mnist")       # None: the real-data tests below skip
+needs_data = needs_dataset("fashion-mnist")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 # the two smallest models of the activator table, 2 epochs of a 100-image subset: 2 runs of a few seconds
 TABLE = dict(table="activator", datasets="fashion-mnist", models="mixer_paper,activator_glu_paper", epochs=2,
-             subset=100, device="cpu", data_dir=str(DATA))
+             subset=100, device="cpu", data_dir=str(FASHION))
 ARGV = ["reproduce", "activator", "--datasets", "fashion-mnist", "--models", "mixer_paper,activator_glu_paper",
-        "--epochs", "2", "--subset", "100", "--device", "cpu", "--data-dir", str(DATA)]
+        "--epochs", "2", "--subset", "100", "--device", "cpu", "--data-dir", str(FASHION)]
 TIMING = ("train_seconds", "train_seconds_total")
 
 

@@ -2,7 +2,6 @@
 rows), the plan on disk (resume / skip / missing data), and one tiny real run through the training engine."""
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,10 @@ from mixlab.reproduce import (TABLES, build_row, check_claims, load_published, l
 from mixlab.reproduce.report import ROW_KEYS
 from mixlab.reproduce.runner import model_recipe
 from mixlab.train.recipes import Recipe
+from conftest import dataset_folder, needs_dataset
 
-DATA = Path(os.environ.get("MIXLAB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FASHION = dataset_folder("fashion-mnist")       # None: the real-data tests below skip
+needs_fashion = needs_dataset("fashion-mnist")
 PUBLISHED = load_published()
 FAKE_RECIPES = {"paper": {"name": "paper", "epochs": 100, "schedule": "constant", "milestones": []},
                 "mixlab": {"name": "mixlab", "epochs": 100, "schedule": "cosine", "milestones": []},
@@ -265,12 +266,12 @@ def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path):
 
 # ---- the real thing, tiny ----------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not (DATA / "fashion-mnist").is_dir(), reason="needs MIXLAB_DATA with fashion-mnist")
+@needs_fashion
 def test_cli_end_to_end_on_a_fashion_mnist_subset(tmp_path, capsys):
     from mixlab.cli import main
     args = ["reproduce", "activator", "--datasets", "fashion-mnist,cifar100", "--models",
             "mixer_paper,activator_glu_paper", "--epochs", "1", "--subset", "200", "--device", "cpu",
-            "--data-dir", str(DATA), "--out", str(tmp_path)]
+            "--data-dir", str(FASHION), "--out", str(tmp_path)]
     assert main(args + ["--dry-run"]) == 0
     plan_text = capsys.readouterr().out
     assert "2 runs: 2 to train (2 epochs)" in plan_text and "skipped cifar100" in plan_text
@@ -341,12 +342,13 @@ def test_digits_are_not_flipped_and_a_collapsed_seed_is_marked(tmp_path):
 
 
 # --- the papers' own experiments as tables -------------------------------------------------------------
+@needs_fashion
 def test_vit_vs_mixer_and_activator_glu_plans_list_their_rows(capsys):
     from mixlab.cli import main
     from mixlab.reproduce.tables import TABLES
 
     assert main(["reproduce", "vit-vs-mixer", "--dry-run", "--datasets", "fashion-mnist", "--data-dir",
-                 str(DATA)]) == 0
+                 str(FASHION)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fashion-mnist")]
     assert len(lines) == 8
     spec = TABLES["vit-vs-mixer"]
@@ -356,18 +358,19 @@ def test_vit_vs_mixer_and_activator_glu_plans_list_their_rows(capsys):
     assert spec.arch_of("attention-mean-pos_learned") == ("vit_paper", {"class_token": False, "global_pool": "avg",
                                                                         "pos_embed": "learn"})
     assert main(["reproduce", "activator-glu", "--dry-run", "--datasets", "fashion-mnist", "--data-dir",
-                 str(DATA)]) == 0
+                 str(FASHION)]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fashion-mnist")]
     assert len(lines) == 6 and sum("activator_glu_paper" in ln for ln in lines) == 3
     assert {TABLES["activator-glu"].arch_of(m)[1]["mixer_kwargs"]["act"] for m in TABLES["activator-glu"].models} == \
         {"gelu", "silu", "relu"}
 
 
+@needs_fashion
 @pytest.mark.parametrize("table,rows", [("vit-vs-mixer", 8), ("activator-glu", 6)])
 def test_the_experiment_tables_run_end_to_end_on_a_cpu_budget(tmp_path, capsys, table, rows):
     from mixlab.cli import main
     args = ["reproduce", table, "--datasets", "fashion-mnist", "--epochs", "1", "--subset", "40", "--batch-size",
-            "20", "--device", "cpu", "--data-dir", str(DATA), "--out", str(tmp_path)]
+            "20", "--device", "cpu", "--data-dir", str(FASHION), "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     data = json.loads((tmp_path / f"{table}.json").read_text())

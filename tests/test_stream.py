@@ -21,10 +21,10 @@ from safetensors.torch import load_file
 from mixlab.cli import main as cli_main
 from mixlab.data import DeviceLoader, ImageTransform, StreamingLoader, load_dataset, sources
 from mixlab.data.transforms import pil_to_tensor, rrc_box
+from conftest import needs_dataset
 
 TINY = {"depth": 1, "embed_dim": 32, "mlp_hidden_dim": 64}
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-REAL = Path(os.environ.get("MIXLAB_DATA", "/nonexistent"))
 
 
 @pytest.fixture(autouse=True)
@@ -128,7 +128,7 @@ def test_builtin_data_at_another_size_is_resized_once_on_load(tmp_path, capsys):
     assert torch.equal(sized.images[5], expected)
 
 
-@pytest.mark.skipif(not (REAL / "mnist").is_dir(), reason="MIXLAB_DATA with mnist not set")
+@needs_dataset("mnist")
 def test_mnist_at_32(tmp_path):
     ds = load_dataset("mnist", "test", subset=20, verbose=False, transform=ImageTransform(32))
     assert ds.image_size == (1, 32, 32) and ds.mean == (0.1307,) and "resized 28x28 -> 32x32" in ds.source
