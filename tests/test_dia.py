@@ -90,7 +90,8 @@ def test_published_parameter_counts(name, count):
 def test_dia_adds_the_same_lstm_to_the_wide_resnet():
     base = sum(p.numel() for p in mixlab.create_model("wrn52_4").parameters())
     dia = sum(p.numel() for p in mixlab.create_model("dia_wrn52_4").parameters())
-    assert dia - base == 218_848
+    # the LSTMs, and the official dia_wrn.py's BN after every branch's second conv (8·2·(64 + 128 + 256))
+    assert dia - base == 218_848 + 7_168
     wrn = mixlab.create_model("wrn52_4")
     assert [len(s.blocks) for s in wrn.stages] == [8, 8, 8] and wrn.num_features == 256
     assert wrn.stages[0].blocks[0].drop.p == 0.3

@@ -21,8 +21,10 @@ at the same place: R_t ← R_t ⊙ σ(W₂ ReLU(W₁ GAP(R_t))).
 - ResNeXt-101 8×32d (gbup-group/DIANet dia_resnext.py, after prlz77/ResNeXt.pytorch): the ResNet bottleneck
   with a grouped 3×3 (cardinality 8) of width 8·planes, planes 32/64/128, stem conv3×3 3→32 + BN + ReLU, 11
   blocks a stage, outputs 128/256/512. DIANet's `--widen-factor 4` is the bottleneck expansion here.
-- WRN-52-4: stem conv3×3 3→16; 3 stages × 8 pre-activation blocks BN-ReLU-conv3×3-dropout-BN-ReLU-conv3×3,
-  widths 64/128/256; conv1×1 shortcut on the pre-activated input where the shape changes; BN-ReLU; GAP; FC.
+- WRN-52-4 (gbup-group/DIANet dia_wrn.py, after xternalz/WideResNet-pytorch): stem conv3×3 3→16; 3 stages ×
+  8 pre-activation blocks BN-ReLU-conv3×3-BN-ReLU-dropout-conv3×3, widths 64/128/256; conv1×1 shortcut on the
+  pre-activated input where the shape changes; BN-ReLU; GAP; FC; every Linear bias zero at init. dia_wrn.py
+  adds a BN after the second conv of every branch (`bn_additional`, here `branch_bn=True`).
 
 Parameter counts at 100 classes (tests/test_dia_backbones.py), each against the figure it matches:
 ResNet-164 1,727,284 and DIA-ResNet-164 1,946,132 (osmr/imgclsmob); PreResNet-164 1,726,388 (osmr; the same
@@ -30,7 +32,9 @@ as bearpaw's preresnet.py); DIA-PreResNet-164 1,961,364 (the official dia_preres
 16,128 for the official `bn_additional` BNs, which osmr's DIA-PreResNet lacks; SE-ResNet-164 1,929,388 (osmr);
 SE-PreResNet-164 1,928,492 = osmr's 1,928,012 + 480, because osmr's SE-PreResNet-CIFAR has a conv+BN+ReLU stem
 (+32) and no final BN-ReLU (−512); DIA-ResNeXt-101 8×32d 33,006,020 (the official dia_resnext.py) and
-ResNeXt-101 8×32d 32,138,244 (the same network without its three LSTMs).
+ResNeXt-101 8×32d 32,138,244 (the same network without its three LSTMs); DIA-WRN-52-4 12,298,516 (the official
+dia_wrn.py, WideResNet(52, 100, 4, 0.3)) and WRN-52-4 12,072,500 (the same network without its LSTMs and
+branch BNs).
 """
 import torch
 import torch.nn.functional as F
@@ -126,19 +130,24 @@ class PreActBottleneck(nn.Module):
 
 
 class PreActWideBlock(nn.Module):
-    """Pre-activation wide basic block: a = ReLU(BN(x)); R = conv3×3(ReLU(BN(drop(conv3×3(a))))); S = x or
-    conv1×1(a) where the shape changes; merge R + S (no activation after the addition).
-    se_reduction: SE on R before the merge."""
+    """Pre-activation wide basic block (Zagoruyko & Komodakis 2016, as DIANet's dia_wrn.py and the WRN code it
+    follows): a = ReLU(BN(x)); R = conv3×3(drop(ReLU(BN(conv3×3(a))))); S = x or conv1×1(a) where the shape
+    changes; merge R + S (no activation after the addition). The dropout sits after the ReLU, so no BN sees
+    dropped-out activations (their statistics would differ between training and test).
+
+    branch_bn: a BN on R after the second conv, DIANet's `bn_additional` in dia_wrn.py (the DIA-LSTM reads R
+    after it). se_reduction: SE on R before the merge."""
 
     expansion = 1
 
-    def __init__(self, in_chans, planes, stride=1, drop_rate=0.0, se_reduction=None):
+    def __init__(self, in_chans, planes, stride=1, drop_rate=0.0, branch_bn=False, se_reduction=None):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_chans)
         self.conv1 = conv3x3(in_chans, planes, stride)
-        self.drop = nn.Dropout(drop_rate)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.drop = nn.Dropout(drop_rate)
         self.conv2 = conv3x3(planes, planes)
+        self.branch_bn = nn.BatchNorm2d(planes) if branch_bn else nn.Identity()
         self.se = _squeeze_excite(planes, se_reduction)
         self.shortcut = None
         if stride != 1 or in_chans != planes:
@@ -146,7 +155,7 @@ class PreActWideBlock(nn.Module):
 
     def branches(self, x):
         a = F.relu(self.bn1(x))
-        r = self.conv2(F.relu(self.bn2(self.drop(self.conv1(a)))))
+        r = self.branch_bn(self.conv2(self.drop(F.relu(self.bn2(self.conv1(a))))))
         return (r if self.se is None else self.se(r)), (x if self.shortcut is None else self.shortcut(a))
 
     @staticmethod
@@ -192,11 +201,12 @@ class CifarResNet(ClassifierApi, nn.Module):
     dia / dia_reduction: one DIA-LSTM per stage, shared by its blocks. se / se_reduction: one SE module in
         every block (the per-block baseline DIA argues against); the two are exclusive.
     cardinality: groups of the bottleneck's 3×3 (ResNeXt). branch_bn: the extra BN at the end of every
-        pre-activation bottleneck's residual branch that DIANet's dia_preresnet.py has. drop_rate: dropout
-        between the wide block's convs.
+        pre-activation residual branch that DIANet's dia_preresnet.py and dia_wrn.py have. drop_rate: dropout
+        between the wide block's convs (after the BN-ReLU).
     weight_init: 'resnet' (conv kaiming-normal fan-out, the rest PyTorch's defaults: bearpaw/DIANet resnet and
-        preresnet) or 'resnext' (as DIANet's dia_resnext.py: in addition the classifier kaiming-normal and every
-        bias zero, the LSTM's included).
+        preresnet), 'resnext' (as DIANet's dia_resnext.py: in addition the classifier kaiming-normal and every
+        bias zero, the LSTM's included) or 'wrn' (as dia_wrn.py and WideResNet-pytorch: in addition every Linear
+        bias zero, the classifier's and the LSTM's; Linear weights keep PyTorch's default).
     """
 
     BLOCKS = {"bottleneck": Bottleneck, "preact_bottleneck": PreActBottleneck, "preact_wide": PreActWideBlock}
@@ -209,8 +219,8 @@ class CifarResNet(ClassifierApi, nn.Module):
         if block not in self.BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {sorted(self.BLOCKS)}")
         check_pool(global_pool)
-        if weight_init not in ("resnet", "resnext"):
-            raise ValueError(f"weight_init must be 'resnet' or 'resnext', got {weight_init!r}")
+        if weight_init not in ("resnet", "resnext", "wrn"):
+            raise ValueError(f"weight_init must be 'resnet', 'resnext' or 'wrn', got {weight_init!r}")
         if dia and se:
             raise ValueError("dia=True and se=True are exclusive: DIA shares one attention module per stage, "
                              "SE puts one in every block; choose one")
@@ -250,6 +260,10 @@ class CifarResNet(ClassifierApi, nn.Module):
             for name, param in self.named_parameters():
                 if name.endswith("bias"):
                     nn.init.zeros_(param)
+        elif weight_init == "wrn":
+            for m in self.modules():
+                if isinstance(m, nn.Linear) and not m.bias.is_meta:
+                    nn.init.zeros_(m.bias)
 
     @staticmethod
     def _block_options(block, drop_rate, cardinality, branch_bn):
@@ -257,11 +271,13 @@ class CifarResNet(ClassifierApi, nn.Module):
         options = {}
         for value, default, owner, key in ((drop_rate, 0.0, "preact_wide", "drop_rate"),
                                            (cardinality, 1, "bottleneck", "cardinality"),
-                                           (branch_bn, False, "preact_bottleneck", "branch_bn")):
-            if block == owner:
+                                           (branch_bn, False, ("preact_bottleneck", "preact_wide"), "branch_bn")):
+            owners = (owner,) if isinstance(owner, str) else owner
+            if block in owners:
                 options[key] = value
             elif value != default:
-                raise ValueError(f"{key}={value!r} applies to the {owner!r} block only, not {block!r}")
+                raise ValueError(f"{key}={value!r} applies to the {' and '.join(map(repr, owners))} block only, "
+                                 f"not {block!r}")
         return options
 
     # --- timm model API -------------------------------------------------------------------------------
@@ -373,8 +389,10 @@ PUBLISHED = {
     "se_preresnet164": dict(osmr_top1_cifar100=79.95, osmr_top1_cifar10=96.27, params=1928492,
                             params_source="osmr's 1,928,012 + 480: osmr's SE-PreResNet-CIFAR has a BN in the stem "
                             "(+32) and no final BN (−512)"),
-    "wrn52_4": dict(top1_cifar100=79.75),
-    "dia_wrn52_4": dict(top1_cifar100=80.99, journal_top1_cifar100=81.02),
+    "wrn52_4": dict(top1_cifar100=79.75, params=12072500,
+                    params_source=f"{OFFICIAL.format('dia_wrn.py')} less its three LSTMs and branch BNs"),
+    "dia_wrn52_4": dict(top1_cifar100=80.99, journal_top1_cifar100=81.02, params=12298516,
+                        params_source=OFFICIAL.format("dia_wrn.py")),
     "resnext101_8x32d": dict(top1_cifar100=81.18, params=32138244,
                              params_source=f"{OFFICIAL.format('dia_resnext.py')} less its three LSTMs"),
     "dia_resnext101_8x32d": dict(top1_cifar100=82.46, journal_top1_cifar100=82.60, params=33006020,
@@ -394,10 +412,12 @@ CONFIGS = {
                          "DIA-PreResNet-164, gbup-group/DIANet models/cifar/dia_preresnet.py (arXiv 1905.10671)"),
     "se_preresnet164": ("resnet", dict(block="preact_bottleneck", depth=164, se=True),
                         "SE-PreResNet-164: SE (r=16) in every pre-activation bottleneck (arXiv 1709.01507)"),
-    "wrn52_4": ("resnet", dict(block="preact_wide", depth=52, widen_factor=4, drop_rate=0.3),
-                "WRN-52-4 (pre-activation wide ResNet, dropout 0.3), DIANet's baseline"),
-    "dia_wrn52_4": ("dia", dict(block="preact_wide", depth=52, widen_factor=4, drop_rate=0.3, dia=True),
-                    "DIA-WRN-52-4 (arXiv 1905.10671)"),
+    "wrn52_4": ("resnet", dict(block="preact_wide", depth=52, widen_factor=4, drop_rate=0.3, weight_init="wrn"),
+                "WRN-52-4 (pre-activation wide ResNet, dropout 0.3; xternalz/WideResNet-pytorch as dia_wrn.py "
+                "follows it), DIANet's baseline"),
+    "dia_wrn52_4": ("dia", dict(block="preact_wide", depth=52, widen_factor=4, drop_rate=0.3, branch_bn=True,
+                                dia=True, weight_init="wrn"),
+                    "DIA-WRN-52-4, gbup-group/DIANet models/cifar/dia_wrn.py (arXiv 1905.10671)"),
     "resnext101_8x32d": ("resnet", RESNEXT,
                          "ResNeXt-101 8×32d (cardinality 8, widen factor 4): gbup-group/DIANet dia_resnext.py "
                          "without the DIA-LSTM, DIANet's baseline"),
