@@ -1,5 +1,6 @@
 """A plain-PyTorch re-statement of the official DIANet CIFAR models (gbup-group/DIANet models/cifar/, commit
-51685ca), written from reading dia_resnet.py, dia_preresnet.py and dia_wrn.py: their module names and their
+51685ca), written from reading dia_resnet.py, dia_preresnet.py, dia_wrn.py and dia_resnext.py (its init is
+checked in test_dia_backbones.py; weights are copied here): their module names and their
 order of operations, not mixlab's. tests/test_official_dianet.py copies mixlab's weights into these and
 compares outputs in float64.
 
@@ -201,3 +202,48 @@ class WideResNet(nn.Module):
     def forward(self, x):
         out = self.block3(self.block2(self.block1(self.conv1(x))))
         return self.fc(F.relu(self.bn1(out)).mean(dim=(2, 3)))
+
+
+class ResNeXtBottleneck(nn.Module):      # dia_resnext.py, type C
+    def __init__(self, in_channels, out_channels, stride, cardinality, widen_factor):
+        super().__init__()
+        D = cardinality * out_channels // widen_factor
+        self.conv_reduce = nn.Conv2d(in_channels, D, 1, 1, 0, bias=False)
+        self.bn_reduce = nn.BatchNorm2d(D)
+        self.conv_conv = nn.Conv2d(D, D, 3, stride, 1, groups=cardinality, bias=False)
+        self.bn = nn.BatchNorm2d(D)
+        self.conv_expand = nn.Conv2d(D, out_channels, 1, 1, 0, bias=False)
+        self.bn_expand = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if in_channels != out_channels:
+            self.shortcut.add_module("shortcut_conv", nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=False))
+            self.shortcut.add_module("shortcut_bn", nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = F.relu(self.bn_reduce(self.conv_reduce(x)))
+        out = F.relu(self.bn(self.conv_conv(out)))
+        return self.bn_expand(self.conv_expand(out)), self.shortcut(x)
+
+
+class CifarResNeXt(nn.Module):
+    """dia_resnext.CifarResNeXt(cardinality, depth, num_classes, widen_factor); LSTM sizes 128/256/512."""
+
+    def __init__(self, cardinality, depth, num_classes, widen_factor=4, lstm_dropout=0.1):
+        super().__init__()
+        n = (depth - 2) // 9
+        widths = [32, 32 * widen_factor, 64 * widen_factor, 128 * widen_factor]
+        self.conv_1_3x3 = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
+        self.bn_1 = nn.BatchNorm2d(32)
+        stages = []
+        for i, stride in enumerate((1, 2, 2)):
+            blocks = nn.ModuleList([ResNeXtBottleneck(widths[i] if j == 0 else widths[i + 1], widths[i + 1],
+                                                      stride if j == 0 else 1, cardinality, widen_factor)
+                                    for j in range(n)])
+            stages.append(Attention(blocks, widths[i + 1], True, lstm_dropout))
+        self.stage_1, self.stage_2, self.stage_3 = stages
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn_1(self.conv_1_3x3(x)))
+        x = self.stage_3(self.stage_2(self.stage_1(x)))
+        return self.classifier(x.mean(dim=(2, 3)))

@@ -1,5 +1,5 @@
 """DIA backbones against the official DIANet code (issue 20): tests/official_dianet.py re-states
-gbup-group/DIANet's dia_resnet.py, dia_preresnet.py and dia_wrn.py in their own names; mixlab's weights and BN
+gbup-group/DIANet's dia_resnet.py, dia_preresnet.py, dia_wrn.py and dia_resnext.py in their own names; mixlab's weights and BN
 statistics are copied across by an explicit name map and the two agree in float64, in eval mode and in
 training mode (batch statistics, and the WRN's dropout drawing the same masks under one seed). Reduced depth,
 the same block code: 2 blocks a stage, so the LSTM state is carried from block to block."""
@@ -10,22 +10,27 @@ import torch
 from torch import nn
 
 import mixlab
-from official_dianet import DIAResNet, WideResNet
+from official_dianet import CifarResNeXt, DIAResNet, WideResNet
 from test_dia import randomize_bn
 
 CASES = {   # mixlab name: (depth, reference builder)
     "dia_resnet164": (20, lambda: DIAResNet(20, 5, preact=False, lstm_dropout=0.0)),
     "dia_preresnet164": (20, lambda: DIAResNet(20, 5, preact=True, lstm_dropout=0.0)),
     "dia_wrn52_4": (16, lambda: WideResNet(16, 5, 4, 0.3, lstm_dropout=0.0)),
+    "dia_resnext101_8x32d": (20, lambda: CifarResNeXt(8, 20, 5, 4, lstm_dropout=0.0)),
 }
 BLOCK_NAMES = {"downsample.0": "shortcut.0", "downsample.1": "shortcut.1", "bn_additional": "branch_bn",
-               "convShortcut": "shortcut"}
-TOP = {"conv1": "stem", "bn1": "stem_bn", "bn": "final_bn", "fc": "head"}
+               "convShortcut": "shortcut", "conv_reduce": "conv1", "bn_reduce": "bn1", "conv_conv": "conv2",
+               "conv_expand": "conv3", "bn_expand": "bn3", "shortcut.shortcut_conv": "shortcut.0",
+               "shortcut.shortcut_bn": "shortcut.1"}
+TOP = {"conv1": "stem", "bn1": "stem_bn", "bn": "final_bn", "fc": "head", "conv_1_3x3": "stem", "bn_1": "stem_bn",
+       "classifier": "head"}
+RESNEXT_BLOCK = {"bn": "bn2"}      # the ResNeXt block's middle BN is called `bn`
 
 
 def ours_name(official, name):
     """The mixlab name of an official parameter or buffer."""
-    m = re.match(r"(?:layer|block)(\d)\.(ModuleList\.(\d+)\.(.+)|lstm\.w_(ih|hh)\.0\.seq\.(\d)\.(\w+))$", official)
+    m = re.match(r"(?:layer|block|stage_)(\d)\.(ModuleList\.(\d+)\.(.+)|lstm\.w_(ih|hh)\.0\.seq\.(\d)\.(\w+))$", official)
     if m is None:
         module, leaf = official.rsplit(".", 1)
         top = dict(TOP, bn1="final_bn") if name == "dia_wrn52_4" else TOP
@@ -35,6 +40,8 @@ def ours_name(official, name):
         return f"stages.{stage}.dia.{'input' if m.group(5) == 'ih' else 'hidden'}_map.{m.group(6)}.{m.group(7)}"
     module, leaf = m.group(4).rsplit(".", 1)
     module = BLOCK_NAMES.get(module, module)
+    if name == "dia_resnext101_8x32d":
+        module = RESNEXT_BLOCK.get(module, module)
     if name == "dia_preresnet164" and module == "shortcut.0":
         module = "shortcut"                       # mixlab's pre-activation shortcut is the bare conv
     return f"stages.{stage}.blocks.{m.group(3)}.{module}.{leaf}"
