@@ -69,7 +69,7 @@ class PlannedLoader:
     """
 
     def __init__(self, ds, batch_size, train=True, shuffle=None, drop_last=None, crop_padding=4, flip=True,
-                 normalize=None, seed=0, rank=0, world_size=1, transform=None):
+                 normalize=None, seed=0, rank=0, world_size=1, transform=None, augment=None):
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
@@ -100,6 +100,9 @@ class PlannedLoader:
         std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self._scale = 1.0 / (255.0 * std_t)
         self._shift = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
+        # strong augmentation (augment.py), training only; geometric ops fill with the mean colour, as timm
+        self.augment = augment if train else None
+        self.fill = [min(255, round(255 * m)) for m in mean]
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -121,6 +124,21 @@ class PlannedLoader:
         offsets = torch.randint(0, 2 * self.padding + 1, (n, 2), generator=gen) if self.padding else None
         flips = torch.rand(n, generator=gen) < 0.5 if self.flip else None
         return order, offsets, flips
+
+    def augment_plan(self):
+        """The strong augmentation's draws for the current (seed, epoch) (`Augmentation.plan`), or None."""
+        if self.augment is None:
+            return None
+        _, h, w = self.output_size
+        return self.augment.plan(self.seed, self.epoch, len(self.dataset), self.num_batches, h, w)
+
+    @property
+    def output_size(self):
+        """(C, H, W) of a training batch's images."""
+        c, h, w = self.dataset.image_size
+        if self.rrc:
+            return c, self.transform.img_size, self.transform.img_size
+        return c, h, w
 
     def positions(self, g):
         """This rank's positions of global batch g in the epoch order (its strided slice r::W)."""
@@ -169,16 +187,17 @@ class DeviceLoader(PlannedLoader):
     """
 
     def __init__(self, ds, batch_size, device="cpu", train=True, shuffle=None, drop_last=None, crop_padding=4,
-                 flip=True, normalize=None, seed=0, rank=0, world_size=1, transform=None):
+                 flip=True, normalize=None, seed=0, rank=0, world_size=1, transform=None, augment=None):
         super().__init__(ds, batch_size, train, shuffle, drop_last, crop_padding, flip, normalize, seed, rank,
-                         world_size, transform)
+                         world_size, transform, augment)
         self.device = torch.device(device)
         self.images = ds.images.to(self.device)   # once; batches are gathered from here
         self.labels = ds.labels.to(self.device)
         self._scale, self._shift = self._scale.to(self.device), self._shift.to(self.device)
 
-    def _batch(self, plan, positions):
-        """(x normalised, y) of the epoch-order `positions` (a slice), augmented as the epoch plan says."""
+    def _batch(self, plan, positions, g=0, strong=None):
+        """(x normalised, y) of the epoch-order `positions` (a slice) of global batch g, augmented as the epoch
+        plan (and the strong augmentation's plan `strong`, if any) says. y is soft targets [B, K] when mixing."""
         order, offsets, flips = plan
         index = order[positions]
         x = self.images[index]
@@ -187,21 +206,45 @@ class DeviceLoader(PlannedLoader):
             x = resized_crop_batch(x, boxes, self.transform.img_size)
             if flips is not None:
                 x = torch.where(flips[positions][:, None, None, None], x.flip(-1), x)
+            if strong is not None and strong["randaugment"] is not None:   # RandAugment works on uint8
+                x = x.round().clamp_(0, 255).to(torch.uint8)
         elif offsets is not None or flips is not None:
             x = crop_flip(x, None if offsets is None else offsets[positions],
                           None if flips is None else flips[positions], self.padding)
-        return self.normalise(x), self.labels[index]
+        y = self.labels[index]
+        if strong is None:
+            return self.normalise(x), y
+        return self._strong(x, y, strong, positions, g)
+
+    def _strong(self, x, y, strong, positions, g):
+        """RandAugment (uint8) → normalise → random erasing → Mixup/CutMix, all per image from the plan."""
+        from . import augment as A
+        aug = self.augment
+        if strong["randaugment"] is not None:
+            x = A.randaugment(x, {k: v[positions] for k, v in strong["randaugment"].items()}, aug.randaugment,
+                              self.fill)
+        x = self.normalise(x)
+        if strong["erase"] is not None:
+            # the noise of the whole global batch from one seed, this rank's rows taken: batches stay the same
+            # for every world size (W ranks draw W times the noise, a few normals per pixel)
+            noise = torch.Generator(device=x.device).manual_seed(strong["noise_seed"] + g)
+            rows = range(len(self.dataset))[slice(g * self.global_batch, (g + 1) * self.global_batch)]
+            share = (len(rows), self.rank, self.world_size) if len(rows[self.rank::self.world_size]) == len(x) else None
+            x = A.erase(x, strong["erase"][positions], noise, rows=share)   # None: _single's zero-weight stand-in
+        if strong["mix"] is not None:
+            x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing)
+        return x, y
 
     def _plan_on_device(self):
         return tuple(t if t is None else t.to(self.device, non_blocking=True) for t in self.epoch_plan())
 
     def iter_from(self, start_batch=0):
         """Batches `start_batch`, ... of the current epoch (resuming mid-epoch gives the same batches)."""
-        plan = self._plan_on_device()
+        plan, strong = self._plan_on_device(), self.augment_plan()
         for g in range(start_batch, self.num_batches):
-            yield self._batch(plan, self.positions(g))
+            yield self._batch(plan, self.positions(g), g, strong)
 
     def _single(self, g):
         """The first sample of global batch g, augmented as in the epoch plan."""
         pos = g * self.global_batch
-        yield self._batch(self._plan_on_device(), slice(pos, pos + 1))
+        yield self._batch(self._plan_on_device(), slice(pos, pos + 1), g, self.augment_plan())

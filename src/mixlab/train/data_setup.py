@@ -162,10 +162,13 @@ def prepare_data(config, recipe, device, log):
 
 
 def make_train_loader(data, recipe, batch_size, device, mean, std, seed, rank, world_size):
-    """The training loader for `data`: device-resident or streaming, one epoch plan either way."""
+    """The training loader for `data`: device-resident or streaming, one epoch plan either way, with the
+    recipe's strong augmentation (RandAugment, random erasing, Mixup/CutMix) if it asks for any."""
     from ..data import DeviceLoader, StreamingLoader
+    from ..data.augment import Augmentation
     kw = dict(train=True, drop_last=recipe.drop_last, crop_padding=recipe.crop_padding, flip=recipe.flip,
-              normalize=(mean, std), seed=seed, rank=rank, world_size=world_size)
+              normalize=(mean, std), seed=seed, rank=rank, world_size=world_size,
+              augment=Augmentation.from_recipe(recipe, data.train.num_classes))
     if data.path == "stream":
         return StreamingLoader(data.train, batch_size, device, workers=data.workers, **kw)
     return DeviceLoader(data.train, batch_size, device, transform=data.transform, **kw)

@@ -232,6 +232,9 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     recipe = dataclasses.replace(recipe, precision=precision.name)   # 'auto' recorded as what it resolved to
 
     task = task_for(config.model)
+    if task.name != "classification" and (recipe.mixup or recipe.cutmix or recipe.randaugment or recipe.random_erasing):
+        raise ValueError(f"{config.model} learns {task.name}: the strong augmentation keys (randaugment, "
+                         f"random_erasing, mixup, cutmix) are for classifiers")
     c, h, _ = train_ds.image_size
     mean, std = normalisation(recipe.normalize, train_ds)
     loader = make_train_loader(data, recipe, recipe.batch_size // d.world_size, device, mean, std, config.seed,
@@ -239,7 +242,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
 
     torch.manual_seed(config.seed)
     # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
-    model = create_model(config.model, **task.model_kwargs(train_ds), **config.model_kwargs).to(device)
+    model_kwargs = {**task.model_kwargs(train_ds), **_stochastic_depth(config, recipe, log), **config.model_kwargs}
+    model = create_model(config.model, **model_kwargs).to(device)
     optimizer = build_optimizer(model, recipe)
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay else None
     run = Run(config=config, recipe=recipe, dir=out, device=device, dist=d, precision=precision,
@@ -277,6 +281,18 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         f"({'dropping' if recipe.drop_last else 'keeping'} the last partial batch), device {device}; "
         f"run directory {out.path}")
     return run
+
+
+def _stochastic_depth(config, recipe, log):
+    """{drop_path_rate: the recipe's} for a model that has stochastic depth (and no --model-kwargs value)."""
+    rate = recipe.drop_path_rate
+    if rate is None or "drop_path_rate" in config.model_kwargs:
+        return {}
+    from .data_setup import model_accepts
+    if model_accepts(config.model, None, 3, {"drop_path_rate": rate}) is None:
+        return {"drop_path_rate": rate}
+    log(f"{config.model} has no stochastic depth: the recipe's drop_path_rate {rate:g} is not used")
+    return {}
 
 
 def _restore(run, state):

@@ -85,6 +85,17 @@ class Recipe:
     # the resampling filter of every resize (eval transform, random-resized crop, --img-size on built-ins)
     interpolation: str = field(default="bilinear", metadata={"choices": INTERPOLATIONS})
 
+    # --- strong augmentation (mixlab.data.augment, timm's semantics); every part is off unless set ------------
+    # a timm RandAugment string, e.g. "rand-m9-mstd0.5-inc1"; None: no RandAugment
+    randaugment: Optional[str] = field(default=None, metadata={"check": "randaugment"})
+    random_erasing: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})   # probability per image
+    mixup: float = field(default=0.0, metadata={"min": 0.0})       # Mixup's Beta(α, α); 0: off
+    cutmix: float = field(default=0.0, metadata={"min": 0.0})      # CutMix's Beta(α, α); 0: off
+    mixup_prob: float = field(default=1.0, metadata={"min": 0.0, "max": 1.0})         # of mixing a batch at all
+    mixup_switch_prob: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})  # of CutMix when both are on
+    # stochastic depth of models that have it (drop_path_rate); None: the model's own default
+    drop_path_rate: Optional[float] = field(default=None, metadata={"min": 0.0, "max": 1.0})
+
     # --- diffusion (DDPM, mixlab.diffusion): read by the diffusion task only, ignored by classifiers -------
     diffusion_timesteps: int = field(default=1000, metadata={"min": 2})          # T of the forward process
     beta_schedule: str = field(default="linear", metadata={"choices": BETA_SCHEDULES})
@@ -161,6 +172,13 @@ def check_value(f, value, where):
         raise ValueError(f"{where}: {f.name} cannot be null")
     if f.name == "normalize":
         return _check_normalize(value, where)
+    if meta.get("check") == "randaugment":
+        from ..data.augment import parse_randaugment
+        try:
+            parse_randaugment(value)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        return value
     bad = f"{where}: {f.name} must be {_type_name(tp)}"
     if tp is bool:
         if not isinstance(value, bool):

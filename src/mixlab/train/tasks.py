@@ -31,13 +31,19 @@ class ClassificationTask:
         return {"num_classes": train_ds.num_classes, "in_chans": c, "img_size": h}
 
     def setup(self, run):
+        if run.ema is not None:   # the EMA weights are evaluated (and saved); the live ones alongside them
+            self.metric_fields = self.metric_fields + ("live_test_loss", "live_test_top1")
         return {}
 
     def loss(self, run, x, y, step, scale):
         with run.precision.autocast():
             logits = run.net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=run.recipe.label_smoothing,
-                               reduction="sum") * scale
+        if y.dim() == 2:   # Mixup/CutMix soft targets (label smoothing already in them): −Σ_k y_k log p_k
+            loss = -(y * F.log_softmax(logits.float(), dim=1)).sum() * scale
+            y = y.argmax(1)   # train top-1 counts the dominant class of each mixed image
+        else:
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=run.recipe.label_smoothing,
+                                   reduction="sum") * scale
         correct = (logits.detach().argmax(1) == y).sum() if scale else torch.zeros((), device=x.device)
         return loss, torch.stack([correct.to(torch.float64),
                                   torch.tensor(float(len(y) if scale else 0), device=x.device, dtype=torch.float64)])
@@ -53,14 +59,21 @@ class ClassificationTask:
             if recipe.test_augment else None
         result = evaluate(run.eval_model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
                           run.dist, run.precision, augment)
-        return {"test_loss": result["loss"], "test_top1": result["top1"]}
+        row = {"test_loss": result["loss"], "test_top1": result["top1"]}
+        if run.ema is not None:
+            live = evaluate(run.model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
+                            run.dist, run.precision, augment)
+            row.update(live_test_loss=live["loss"], live_test_top1=live["top1"])
+        return row
 
     def after_commit(self, run, row):
         pass
 
     def summary(self, run, last, best):
-        return {"test_top1": last.get("test_top1"), "test_loss": last.get("test_loss"),
-                "best_test_top1": best}
+        out = {"test_top1": last.get("test_top1"), "test_loss": last.get("test_loss"), "best_test_top1": best}
+        if run.ema is not None:   # test_* are the EMA weights'; live_* the weights the optimiser holds
+            out.update(ema=True, live_test_top1=last.get("live_test_top1"), live_test_loss=last.get("live_test_loss"))
+        return out
 
     def done_line(self, summary):
         return (f"test top-1 {summary['test_top1']:.2f}% (best {summary['best_test_top1']:.2f}% at epoch "

@@ -1,0 +1,441 @@
+"""Strong augmentation, batched on the training device: RandAugment, random erasing, Mixup / CutMix.
+
+Every image of a batch draws its own ops and magnitudes; the work is a few batched tensor ops per op kind
+(one affine `grid_sample` for all geometric ops of a layer, one histogram `scatter_add` for Equalize and
+AutoContrast, lookup-table gathers for the point ops). The semantics are timm's (`timm.data.auto_augment`,
+`random_erasing`, `mixup`), which the streaming path (stream.py) runs image by image on PIL images:
+
+RandAugment `rand-m{M}-n{N}-mstd{σ}-mmax{U}-inc{0|1}-p{P}` (Cubuk et al. 2020, timm's variant): for each of
+N layers an op is chosen uniformly with replacement from the 15 ops below (the "increasing" set with inc1),
+applied with probability P (0.5); its magnitude m ~ N(M, σ) (σ > 100: U(0, M)) clipped to [0, U] (U = 10);
+signed ops negate their argument with probability ½. Arguments from m (level = m/10):
+    Rotate 30·level° · ±1, ShearX/Y 0.3·level · ±1, TranslateX/YRel 0.45·level·S · ±1 (PIL affine, the fill
+    the run's mean colour, bilinear), Posterize bits int(4·level) (inc: 4 − that), Solarize threshold
+    min(256, int(256·level)) (inc: 256 − that), SolarizeAdd +min(128, int(110·level)) below 128,
+    Color/Contrast/Brightness/Sharpness factor 1.8·level + 0.1 (inc: max(0.1, 1 ± 0.9·level)),
+    AutoContrast, Equalize, Invert (PIL ImageOps, no argument).
+Random erasing (Zhong et al. 2020) with probability p: a box of area U(0.02, 1/3)·HW and aspect ratio
+exp U(log 0.3, log 1/0.3), first of 10 tries that fits, placed uniformly, filled with N(0, 1) noise per
+pixel (timm's `pixel` mode) in normalised units.
+Mixup (Zhang et al. 2018) / CutMix (Yun et al. 2019), one draw per batch (timm's `batch` mode): with
+probability `mix_prob`, CutMix with probability `switch_prob` (λ ~ Beta(αc, αc), a box of side √(1−λ)·S
+centred uniformly, clipped, λ corrected to the kept area) else Mixup (λ ~ Beta(αm, αm)); every image is
+mixed with the batch reversed, and the targets are λ·ỹ + (1 − λ)·ỹ_reversed with ỹ the one-hot smoothed by ε
+(on 1 − ε + ε/K, off ε/K).
+
+All draws come from generators seeded by (seed, epoch) (`Augmentation.plan`), by epoch position for the
+per-image draws and by global batch for Mixup/CutMix, so a batch is a pure function of (seed, epoch,
+position): resume is bit-exact and DDP ranks, which take disjoint positions, draw disjoint streams.
+"""
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LEVEL_DENOM = 10.0
+TRANSLATE_PCT = 0.45
+RAND_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
+            "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+RAND_INCREASING_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                       "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
+                       "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY", "TranslateXRel",
+                       "TranslateYRel")
+AFFINE_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
+ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
+ERASE_AREA = (0.02, 1 / 3)
+ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))
+ERASE_TRIES = 10
+
+
+@dataclass(frozen=True)
+class RandAugmentSpec:
+    """A parsed timm RandAugment string, e.g. `rand-m9-mstd0.5-inc1`."""
+    text: str
+    magnitude: float = 10.0
+    num_layers: int = 2
+    prob: float = 0.5
+    magnitude_std: float = 0.0
+    magnitude_max: float = LEVEL_DENOM
+    increasing: bool = False
+
+    @property
+    def ops(self):
+        return RAND_INCREASING_OPS if self.increasing else RAND_OPS
+
+
+def parse_randaugment(text):
+    """`RandAugmentSpec` of a timm RandAugment string, or a one-line ValueError naming the bad part."""
+    if not isinstance(text, str) or not text.startswith("rand"):
+        raise ValueError(f"randaugment must be a timm RandAugment string such as 'rand-m9-mstd0.5-inc1', got {text!r}")
+    parts = text.split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"randaugment {text!r} must start with 'rand-'")
+    values = {}
+    for part in parts[1:]:
+        match = re.fullmatch(r"(mstd|mmax|inc|m|n|p)(\d+(?:\.\d*)?)", part)
+        if not match:
+            raise ValueError(f"randaugment {text!r}: unknown section {part!r} (known: m, n, p, mstd, mmax, inc)")
+        values[match.group(1)] = float(match.group(2))
+    mstd = values.get("mstd", 0.0)
+    spec = RandAugmentSpec(text=text, magnitude=float(int(values.get("m", LEVEL_DENOM))),
+                           num_layers=int(values.get("n", 2)), prob=values.get("p", 0.5),
+                           magnitude_std=math.inf if mstd > 100 else mstd,
+                           magnitude_max=float(int(values.get("mmax", LEVEL_DENOM))) or LEVEL_DENOM,
+                           increasing=bool(int(values.get("inc", 0))))
+    if spec.num_layers < 1 or not 0 < spec.prob <= 1:
+        raise ValueError(f"randaugment {text!r}: n must be >= 1 and p in (0, 1]")
+    return spec
+
+
+def _generator(tag, seed, epoch):
+    digest = hashlib.sha256(f"mixlab.augment.{tag}:{int(seed)}:{int(epoch)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+# --- the per-image and per-batch draws ------------------------------------------------------------------------
+def draw_randaugment(spec, n, generator):
+    """{op [n, L] (index into spec.ops), apply [n, L] bool, magnitude [n, L] float64, sign [n, L] ±1}."""
+    shape = (n, spec.num_layers)
+    op = torch.randint(0, len(spec.ops), shape, generator=generator)
+    apply = torch.rand(shape, generator=generator, dtype=torch.float64) <= spec.prob
+    if spec.magnitude_std == math.inf:
+        magnitude = torch.rand(shape, generator=generator, dtype=torch.float64) * spec.magnitude
+    elif spec.magnitude_std > 0:
+        magnitude = spec.magnitude + spec.magnitude_std * torch.randn(shape, generator=generator, dtype=torch.float64)
+    else:
+        magnitude = torch.full(shape, spec.magnitude, dtype=torch.float64)
+    magnitude = magnitude.clamp(0.0, spec.magnitude_max)
+    sign = torch.where(torch.rand(shape, generator=generator) < 0.5, 1.0, -1.0).double()
+    return {"op": op, "apply": apply, "magnitude": magnitude, "sign": sign}
+
+
+def level_arg(name, magnitude, sign, size=None):
+    """timm's level → argument of op `name` for float64 magnitudes (and signs ±1), elementwise.
+    Translations are returned in pixels of an image of side `size` (timm: pct · width)."""
+    level = magnitude / LEVEL_DENOM
+    if name == "Rotate":
+        return level * 30.0 * sign
+    if name in ("ShearX", "ShearY"):
+        return level * 0.3 * sign
+    if name in ("TranslateXRel", "TranslateYRel"):
+        return level * TRANSLATE_PCT * sign * (size if size is not None else 1.0)
+    if name == "Posterize":
+        return torch.floor(level * 4)
+    if name == "PosterizeIncreasing":
+        return 4 - torch.floor(level * 4)
+    if name == "Solarize":
+        return torch.floor(level * 256).clamp(max=256)
+    if name == "SolarizeIncreasing":
+        return 256 - torch.floor(level * 256).clamp(max=256)
+    if name == "SolarizeAdd":
+        return torch.floor(level * 110).clamp(max=128)
+    if name in ENHANCE_OPS:
+        return level * 1.8 + 0.1
+    if name.endswith("Increasing") and name[:-len("Increasing")] in ENHANCE_OPS:
+        return (1.0 + level * 0.9 * sign).clamp(min=0.1)
+    return torch.zeros_like(magnitude)
+
+
+def draw_erasing(prob, n, height, width, generator):
+    """[n, 4] boxes (top, left, h, w) of random erasing for n images height×width; h = 0: not erased."""
+    u = torch.rand(n, 1 + 4 * ERASE_TRIES, generator=generator, dtype=torch.float64)
+    area = height * width * (ERASE_AREA[0] + (ERASE_AREA[1] - ERASE_AREA[0]) * u[:, 1:1 + ERASE_TRIES])
+    ratio = torch.exp(ERASE_LOG_RATIO[0] + (ERASE_LOG_RATIO[1] - ERASE_LOG_RATIO[0]) *
+                      u[:, 1 + ERASE_TRIES:1 + 2 * ERASE_TRIES])
+    h = torch.round(torch.sqrt(area * ratio)).long()
+    w = torch.round(torch.sqrt(area / ratio)).long()
+    fits = (h < height) & (w < width)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1))
+    take = first.clamp(min=0)[:, None]
+    h, w = h.gather(1, take)[:, 0], w.gather(1, take)[:, 0]
+    top = torch.floor(u[:, 1 + 2 * ERASE_TRIES:1 + 3 * ERASE_TRIES].gather(1, take)[:, 0] * (height - h + 1)).long()
+    left = torch.floor(u[:, 1 + 3 * ERASE_TRIES:].gather(1, take)[:, 0] * (width - w + 1)).long()
+    erased = (u[:, 0] <= prob) & (first >= 0)
+    boxes = torch.stack([top, left, h, w], 1)
+    return torch.where(erased[:, None], boxes, torch.zeros_like(boxes))
+
+
+def draw_mix(num_batches, height, width, mixup, cutmix, mix_prob, switch_prob, rng):
+    """[num_batches, 6] float64 rows (λ, use_cutmix, top, bottom, left, right) of timm's batch-mode
+    Mixup/CutMix; λ = 1 leaves a batch unmixed; for CutMix λ is already corrected to the kept area."""
+    rows = np.zeros((num_batches, 6))
+    rows[:, 0] = 1.0
+    for g in range(num_batches):
+        if rng.random() >= mix_prob:
+            continue
+        use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)
+        lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
+        if use_cutmix:
+            ratio = math.sqrt(1 - lam)
+            cut_h, cut_w = int(height * ratio), int(width * ratio)
+            cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+            yl, yh = np.clip(cy - cut_h // 2, 0, height), np.clip(cy + cut_h // 2, 0, height)
+            xl, xh = np.clip(cx - cut_w // 2, 0, width), np.clip(cx + cut_w // 2, 0, width)
+            lam = 1.0 - float((yh - yl) * (xh - xl)) / float(height * width)
+            rows[g] = (lam, 1.0, yl, yh, xl, xh)
+        else:
+            rows[g] = (lam, 0.0, 0, 0, 0, 0)
+    return rows
+
+
+# --- the batched ops --------------------------------------------------------------------------------------------
+def _gray(x):
+    """PIL's L of RGB (ITU-R 601-2 in 16-bit fixed point), int32 [B, 1, H, W]; a 1-channel image is itself."""
+    x = x.to(torch.int32)
+    if x.shape[1] == 1:
+        return x
+    return (x[:, 0:1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:3] * 7471 + 0x8000) >> 16
+
+
+def _blend(degenerate, image, factor):
+    """PIL Image.blend(degenerate, image, factor): degenerate + factor·(image − degenerate) in float32,
+    truncated and clipped to 0..255."""
+    f = factor.to(torch.float32).view(-1, 1, 1, 1)
+    d = degenerate.to(torch.float32)
+    return torch.trunc(d + f * (image.to(torch.float32) - d)).clamp_(0, 255).to(torch.uint8)
+
+
+def _smooth(x):
+    """PIL ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded), border pixels kept."""
+    b, c, h, w = x.shape
+    kernel = torch.ones(3, 3, dtype=torch.float32, device=x.device)
+    kernel[1, 1] = 5.0
+    out = F.conv2d(x.to(torch.float32).reshape(b * c, 1, h, w), (kernel / 13.0).view(1, 1, 3, 3))
+    inner = torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8).view(b, c, h - 2, w - 2)
+    result = x.clone()
+    result[:, :, 1:-1, 1:-1] = inner
+    return result
+
+
+def _lut(x, table):
+    """Per-(image, channel) lookup: x uint8 [B, C, H, W], table [B, C, 256] (or [B, 1, 256])."""
+    b, c, h, w = x.shape
+    table = table.expand(b, c, 256).to(torch.uint8).reshape(b * c, 256)
+    return table.gather(1, x.reshape(b * c, h * w).long()).view(b, c, h, w)
+
+
+def _histogram(x):
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, h * w).long()
+    return torch.zeros(b * c, 256, dtype=torch.int64, device=x.device).scatter_add_(
+        1, flat, torch.ones_like(flat)).view(b, c, 256)
+
+
+def equalize(x):
+    """PIL ImageOps.equalize per channel: step = (N − count of the top level) // 256, lut[i] =
+    (step // 2 + #pixels below i) // step; identity where step is 0."""
+    hist = _histogram(x)
+    levels = torch.arange(256, device=x.device)
+    top = torch.where(hist > 0, levels, -1).amax(-1, keepdim=True)
+    step = (hist.sum(-1, keepdim=True) - hist.gather(-1, top.clamp(min=0))) // 256
+    below = hist.cumsum(-1) - hist
+    safe = step.clamp(min=1)
+    table = ((safe // 2 + below) // safe).clamp(max=255)
+    table = torch.where(step > 0, table, levels)
+    return _lut(x, table)
+
+
+def auto_contrast(x):
+    """PIL ImageOps.autocontrast per channel: lut[i] = clip(int(i·255/(hi − lo) − lo·255/(hi − lo)))."""
+    hist = _histogram(x)
+    levels = torch.arange(256, device=x.device, dtype=torch.float64)
+    present = hist > 0
+    lo = torch.where(present, levels, 256.0).amin(-1, keepdim=True)
+    hi = torch.where(present, levels, -1.0).amax(-1, keepdim=True)
+    # tensor / tensor is IEEE division (a Python scalar over a tensor goes through a reciprocal, which
+    # misses PIL's levels by one where i·scale + offset lands on an integer)
+    scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)
+    table = torch.trunc(levels * scale + (-(lo * scale))).clamp(0, 255)
+    table = torch.where(hi > lo, table, levels)
+    return _lut(x, table)
+
+
+def affine(x, matrices, fill):
+    """PIL's AFFINE transform with bilinear resampling: out(u) = x(A·u + t) in pixel-centre coordinates
+    (pixel i at i + ½), `matrices` [B, 2, 3] = [A | t]. Points that map outside the image take `fill` (the
+    run's mean colour) whole, as PIL does; inside, bilinear with edges clamped (grid_sample, border mode)."""
+    b, c, h, w = x.shape
+    dtype = torch.float32
+    scale = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64, device=x.device)
+    a = matrices[:, :, :2].to(x.device, torch.float64)
+    t = matrices[:, :, 2].to(x.device, torch.float64)
+    # normalised g ∈ [-1, 1] ↔ pixel u = (g + 1)·(w/2, h/2): g_in = D⁻¹A D g + D⁻¹(A D 1 + t) − 1
+    d_a_d = a * scale[None, None, :] / scale[None, :, None]
+    shift = (torch.einsum("bij,j->bi", a, scale) + t) / scale - 1.0
+    theta = torch.cat([d_a_d, shift[:, :, None]], 2).to(dtype)
+    grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)
+    sampled = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    ux = (grid[..., 0] + 1) * (w / 2.0)
+    uy = (grid[..., 1] + 1) * (h / 2.0)
+    inside = ((ux >= 0) & (ux < w) & (uy >= 0) & (uy < h))[:, None]
+    fill_t = torch.as_tensor(fill, dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    out = torch.where(inside, sampled, fill_t)
+    return torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def affine_matrices(names, args, h, w):
+    """[B, 2, 3] PIL affine coefficients of per-image geometric ops `names` (a list) with float64 `args`."""
+    b = len(names)
+    m = torch.zeros(b, 2, 3, dtype=torch.float64)
+    m[:, 0, 0] = 1.0
+    m[:, 1, 1] = 1.0
+    for i, (name, v) in enumerate(zip(names, args.tolist())):
+        if name == "ShearX":
+            m[i, 0, 1] = v
+        elif name == "ShearY":
+            m[i, 1, 0] = v
+        elif name == "TranslateXRel":
+            m[i, 0, 2] = v
+        elif name == "TranslateYRel":
+            m[i, 1, 2] = v
+        else:   # Rotate by v degrees counter-clockwise about the centre (w/2, h/2), as PIL's Image.rotate
+            rad = math.radians(v)
+            cos, sin = round(math.cos(rad), 15), round(math.sin(rad), 15)
+            cx, cy = w / 2.0, h / 2.0
+            m[i] = torch.tensor([[cos, -sin, cx - cos * cx + sin * cy], [sin, cos, cy - sin * cx - cos * cy]],
+                                dtype=torch.float64)
+    return m
+
+
+def apply_op(name, x, arg, fill):
+    """Op `name` of every image of x (uint8 [B, C, H, W]) with its own float64 argument arg [B]."""
+    dev = x.device
+    if name == "AutoContrast":
+        return auto_contrast(x)
+    if name == "Equalize":
+        return equalize(x)
+    if name == "Invert":
+        return 255 - x
+    if name.startswith("Posterize"):
+        bits = arg.to(dev).long().clamp(0, 8)
+        mask = (~((1 << (8 - bits)) - 1)) & 255
+        return (x.to(torch.int64) & mask.view(-1, 1, 1, 1)).to(torch.uint8)
+    if name.startswith("Solarize") and name != "SolarizeAdd":
+        thresh = arg.to(dev).view(-1, 1, 1, 1)
+        return torch.where(x.to(torch.float64) >= thresh, 255 - x, x)
+    if name == "SolarizeAdd":
+        add = arg.to(dev).long().view(-1, 1, 1, 1)
+        return torch.where(x < 128, (x.to(torch.int64) + add).clamp(max=255).to(torch.uint8), x)
+    base = name[:-len("Increasing")] if name.endswith("Increasing") else name
+    factor = arg.to(dev)
+    if base == "Brightness":
+        return _blend(torch.zeros_like(x), x, factor)
+    if base == "Color":
+        return _blend(_gray(x).expand_as(x), x, factor)
+    if base == "Contrast":
+        mean = _gray(x).to(torch.float64).mean((1, 2, 3), keepdim=True)
+        return _blend(torch.floor(mean + 0.5).expand_as(x), x, factor)
+    if base == "Sharpness":
+        return _blend(_smooth(x), x, factor)
+    raise ValueError(f"unknown RandAugment op {name!r}")
+
+
+def randaugment(x, draws, spec, fill):
+    """RandAugment of uint8 images x [B, C, H, W] with per-image `draws` (`draw_randaugment` rows of these
+    images): per layer, the geometric ops of all images in one affine warp, the others one batched call each."""
+    b, _, h, w = x.shape
+    ops = spec.ops
+    for layer in range(spec.num_layers):
+        op, apply = draws["op"][:, layer], draws["apply"][:, layer]
+        magnitude, sign = draws["magnitude"][:, layer], draws["sign"][:, layer]
+        geometric = [i for i, name in enumerate(ops) if name in AFFINE_OPS]
+        chosen = apply & torch.isin(op, torch.tensor(geometric))
+        if chosen.any():
+            idx = chosen.nonzero()[:, 0]
+            names = [ops[k] for k in op[idx].tolist()]
+            args = torch.stack([level_arg(n, magnitude[i:i + 1], sign[i:i + 1], w if n == "TranslateXRel" else h)[0]
+                                for n, i in zip(names, idx.tolist())])
+            dev_idx = idx.to(x.device)
+            x = x.index_copy(0, dev_idx, affine(x[dev_idx], affine_matrices(names, args, h, w), fill))
+        for k, name in enumerate(ops):
+            if name in AFFINE_OPS:
+                continue
+            sel = apply & (op == k)
+            if not sel.any():
+                continue
+            idx = sel.nonzero()[:, 0]
+            dev_idx = idx.to(x.device)
+            arg = level_arg(name, magnitude[idx], sign[idx])
+            x = x.index_copy(0, dev_idx, apply_op(name, x[dev_idx], arg, fill))
+    return x
+
+
+def erase(x, boxes, generator, rows=None):
+    """Random erasing of normalised images x [B, C, H, W] in place of `boxes` [B, 4] (h = 0: untouched),
+    each box filled with N(0, 1) noise drawn from `generator` (on x's device). rows = (n, r, W): the noise
+    is drawn for n images and x takes rows r::W of it (a DDP rank's slice of its global batch)."""
+    boxes = boxes.to(x.device)
+    hit = boxes[:, 2] > 0
+    if not hit.any():
+        return x
+    _, c, h, w = x.shape
+    ys = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    top, left, bh, bw = boxes.unbind(1)
+    inside = (((ys[None, :] >= top[:, None]) & (ys[None, :] < (top + bh)[:, None]))[:, :, None] &
+              ((cols[None, :] >= left[:, None]) & (cols[None, :] < (left + bw)[:, None]))[:, None, :])[:, None]
+    n, r, world = rows if rows is not None else (len(x), 0, 1)
+    noise = torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device).normal_(generator=generator)
+    noise = noise[r::world]
+    return torch.where(inside, noise, x)
+
+
+def mix(x, y, row, num_classes, smoothing):
+    """Mixup or CutMix of a normalised batch with its reverse, as `draw_mix`'s `row` says; returns (x, soft
+    targets [B, K] float32)."""
+    lam, use_cutmix, yl, yh, xl, xh = row.tolist()
+    off = smoothing / num_classes
+    target = torch.full((len(y), num_classes), off, dtype=torch.float32, device=x.device)
+    target.scatter_(1, y.long().view(-1, 1), 1.0 - smoothing + off)
+    if lam == 1.0:
+        return x, target
+    if use_cutmix:
+        x = x.clone()
+        yl, yh, xl, xh = int(yl), int(yh), int(xl), int(xh)
+        x[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
+    else:
+        x = x * lam + x.flip(0) * (1.0 - lam)
+    return x, target * lam + target.flip(0) * (1.0 - lam)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The strong augmentation of a training run (each part off when 0/None), read from its recipe."""
+    randaugment: RandAugmentSpec = None
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5
+    label_smoothing: float = 0.0
+    num_classes: int = 0
+
+    @classmethod
+    def from_recipe(cls, recipe, num_classes):
+        """The recipe's augmentation, or None when the recipe asks for none of it."""
+        ra = parse_randaugment(recipe.randaugment) if recipe.randaugment else None
+        aug = cls(ra, recipe.random_erasing, recipe.mixup, recipe.cutmix, recipe.mixup_prob,
+                  recipe.mixup_switch_prob, recipe.label_smoothing, int(num_classes))
+        return aug if aug.enabled else None
+
+    @property
+    def mixing(self):
+        return (self.mixup > 0 or self.cutmix > 0) and self.mix_prob > 0
+
+    @property
+    def enabled(self):
+        return self.randaugment is not None or self.random_erasing > 0 or self.mixing
+
+    def plan(self, seed, epoch, n, num_batches, height, width):
+        """Every draw of an epoch: per position (RandAugment, erasing boxes) and per global batch (mixing),
+        plus the seed of the erasing noise (`noise_seed + g` for global batch g)."""
+        gen = torch.Generator().manual_seed(_generator("image", seed, epoch))
+        ra = draw_randaugment(self.randaugment, n, gen) if self.randaugment else None
+        boxes = draw_erasing(self.random_erasing, n, height, width, gen) if self.random_erasing > 0 else None
+        mixes = draw_mix(num_batches, height, width, self.mixup, self.cutmix, self.mix_prob, self.switch_prob,
+                         np.random.default_rng(_generator("mix", seed, epoch))) if self.mixing else None
+        return {"randaugment": ra, "erase": boxes, "mix": mixes, "noise_seed": _generator("noise", seed, epoch)}
