@@ -122,3 +122,91 @@ def test_op_and_magnitude_distribution_matches_timms_randaugment():
         assert abs(a.mean() - b.mean()) < 0.12 * spread, name
         for q in (0.1, 0.5, 0.9):
             assert abs(np.quantile(a, q) - np.quantile(b, q)) <= 0.25 * spread, (name, q)
+
+
+def test_erasing_boxes_follow_timms_random_erasing():
+    """Device boxes against timm's RandomErasing on 8,000 blank 16×24 images (its noise marks the box)."""
+    from timm.data.random_erasing import RandomErasing
+    n, h, w = 8000, 16, 24
+    ours = A.draw_erasing(0.25, n, h, w, torch.Generator().manual_seed(2))
+    erase = RandomErasing(0.25, mode="pixel", device="cpu")
+    random.seed(2)
+    torch.manual_seed(2)
+    theirs = []
+    for _ in range(n):
+        img = torch.zeros(1, h, w)
+        erase(img)
+        hit = (img[0] != 0).nonzero()
+        theirs.append((0, 0, 0, 0) if len(hit) == 0 else
+                      (int(hit[:, 0].min()), int(hit[:, 1].min()), int(hit[:, 0].max() - hit[:, 0].min() + 1),
+                       int(hit[:, 1].max() - hit[:, 1].min() + 1)))
+    theirs = torch.tensor(theirs, dtype=torch.float64)
+    ours = ours.double()
+    assert abs((ours[:, 2] > 0).double().mean() - (theirs[:, 2] > 0).double().mean()) < 0.025
+    a, b = ours[ours[:, 2] > 0], theirs[theirs[:, 2] > 0]
+    for col in range(4):   # top, left, height, width
+        assert abs(a[:, col].mean() - b[:, col].mean()) < 0.1 * b[:, col].std(), col
+    assert ((a[:, 0] + a[:, 2] <= h) & (a[:, 1] + a[:, 3] <= w)).all()
+
+
+def test_mix_draws_follow_timms_mixup():
+    """λ, the Mixup/CutMix switch and the CutMix boxes against timm's Mixup (batch mode) over 6,000 batches;
+    and `mix` against timm's mixing of one batch for the same λ / box."""
+    from timm.data.mixup import Mixup, cutmix_bbox_and_lam, mixup_target
+    n, h, w = 6000, 16, 16
+    ours = A.draw_mix(n, h, w, 0.8, 1.0, 1.0, 0.5, np.random.default_rng(3))
+    m = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=5)
+    np.random.seed(3)
+    theirs = []
+    for _ in range(n):
+        lam, cut = m._params_per_batch()
+        if cut:
+            (yl, yh, xl, xh), lam = cutmix_bbox_and_lam((1, 1, h, w), lam)
+            theirs.append((lam, 1.0, yl, yh, xl, xh))
+        else:
+            theirs.append((lam, 0.0, 0, 0, 0, 0))
+    theirs = np.array(theirs, dtype=float)
+    assert abs(ours[:, 1].mean() - theirs[:, 1].mean()) < 0.03
+    for cut in (0.0, 1.0):
+        a, b = ours[ours[:, 1] == cut], theirs[theirs[:, 1] == cut]
+        for col in ((0,) if cut == 0 else (0, 2, 3, 4, 5)):
+            assert abs(a[:, col].mean() - b[:, col].mean()) < 0.06 * b[:, col].std() + 1e-9, (cut, col)
+            assert abs(np.quantile(a[:, col], 0.25) - np.quantile(b[:, col], 0.25)) < 0.2 * b[:, col].std() + 1e-9   # λ is discrete for CutMix
+    x = torch.randn(6, 3, h, w)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    for row in (ours[ours[:, 1] == 1][0], ours[ours[:, 1] == 0][0]):
+        got_x, got_y = A.mix(x, y, torch.tensor(row), 5, 0.1)
+        want = x.clone()
+        if row[1]:
+            yl, yh, xl, xh = (int(v) for v in row[2:])
+            want[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
+        else:
+            want = want * row[0] + x.flip(0) * (1 - row[0])
+        assert torch.allclose(got_x, want, atol=1e-6)
+        assert torch.allclose(got_y, mixup_target(y, 5, float(row[0]), 0.1), atol=1e-6)
+
+
+def _strong_aug(**kw):
+    from mixlab.train.recipes import load_recipe
+    return A.Augmentation.from_recipe(load_recipe("strong").replace(**kw), 4)
+
+
+def test_each_image_draws_its_own_ops_and_ranks_draw_disjoint_streams():
+    """One image repeated 64 times comes out as (almost) 64 different images; W ranks see exactly the rows
+    r::W of one process's augmented batch (RandAugment + erasing are per position); Mixup targets are soft."""
+    one = _images(1, size=16)[0]
+    from mixlab.data.dataset import ImageDataset
+    ds = ImageDataset(one.expand(64, -1, -1, -1).clone(), torch.arange(64) % 4, [str(k) for k in range(4)],
+                      (0.5,) * 3, (0.25,) * 3, name="same")
+    aug = _strong_aug(mixup=0.0, cutmix=0.0)
+    x, _ = next(iter(DeviceLoader(ds, 64, seed=5, crop_padding=0, flip=False, normalize=False, augment=aug)))
+    distinct = {tuple((x[i] * 255).round().flatten().tolist()) for i in range(64)}
+    assert len(distinct) > 40
+    single = [b[0] for b in DeviceLoader(ds, 16, seed=5, augment=aug)]
+    for r in range(2):
+        ranked = [b[0] for b in DeviceLoader(ds, 8, seed=5, rank=r, world_size=2, augment=aug)]
+        assert all(torch.equal(a[r::2], b) for a, b in zip(single, ranked))
+    mixed = DeviceLoader(ds, 16, seed=5, augment=_strong_aug())
+    _, y = next(iter(mixed))
+    assert y.shape == (16, 4) and torch.allclose(y.sum(1), torch.ones(16))
+    assert DeviceLoader(ds, 16, train=False, augment=aug).augment is None   # evaluation never augments

@@ -18,7 +18,7 @@ Random erasing (Zhong et al. 2020) with probability p: a box of area U(0.02, 1/3
 exp U(log 0.3, log 1/0.3), first of 10 tries that fits, placed uniformly, filled with N(0, 1) noise per
 pixel (timm's `pixel` mode) in normalised units.
 Mixup (Zhang et al. 2018) / CutMix (Yun et al. 2019), one draw per batch (timm's `batch` mode): with
-probability `mix_prob`, CutMix with probability `switch_prob` (λ ~ Beta(αc, αc), a box of side √(1−λ)·S
+probability `mix_prob`, CutMix with probability `switch_prob` (λ ~ Beta(αc, αc), a box of side ⌊√(1−λ)·S⌋
 centred uniformly, clipped, λ corrected to the kept area) else Mixup (λ ~ Beta(αm, αm)); every image is
 mixed with the batch reversed, and the targets are λ·ỹ + (1 − λ)·ỹ_reversed with ỹ the one-hot smoothed by ε
 (on 1 − ε + ε/K, off ε/K).
@@ -173,8 +173,9 @@ def draw_mix(num_batches, height, width, mixup, cutmix, mix_prob, switch_prob, r
             ratio = math.sqrt(1 - lam)
             cut_h, cut_w = int(height * ratio), int(width * ratio)
             cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
-            yl, yh = np.clip(cy - cut_h // 2, 0, height), np.clip(cy + cut_h // 2, 0, height)
-            xl, xh = np.clip(cx - cut_w // 2, 0, width), np.clip(cx + cut_w // 2, 0, width)
+            # [c − ⌊k/2⌋, c + ⌈k/2⌉): a box of side k exactly, before clipping (timm ≥ 1.0)
+            yl, yh = np.clip(cy - cut_h // 2, 0, height), np.clip(cy + (cut_h + 1) // 2, 0, height)
+            xl, xh = np.clip(cx - cut_w // 2, 0, width), np.clip(cx + (cut_w + 1) // 2, 0, width)
             lam = 1.0 - float((yh - yl) * (xh - xl)) / float(height * width)
             rows[g] = (lam, 1.0, yl, yh, xl, xh)
         else:
