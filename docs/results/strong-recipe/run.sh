@@ -9,8 +9,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 runs=${RUNS:-runs/strong-recipe}
 mixlab=${MIXLAB:-mixlab}
 for data in fashion-mnist cifar10-jpeg; do
-  if [ "$data" = fashion-mnist ]; then extra=(--subset 10000 --epochs 6); kw='{}';
-  else extra=(--subset 5000 --epochs 6); kw='{"patch_size": 4}'; fi
+  if [ "$data" = fashion-mnist ]; then extra=(--subset 5000 --epochs 4); kw='{}';
+  else extra=(--subset 5000 --epochs 4); kw='{"patch_size": 8}'; fi
   for seed in 0 1; do
     for recipe in mixlab strong; do
       name=$data-$recipe-s$seed

@@ -201,8 +201,10 @@ def _decide(out, config, log):
 def _check_recorded_model(out, saved):
     """config.json's model part must agree with its training part (a hand edit of one would be ignored)."""
     train = saved["train"]
-    recorded = {k: v for k, v in saved.get("model_kwargs", {}).items() if k not in DATA_DECIDED}
     asked = train.get("model_kwargs") or {}
+    recipe_rate = (saved.get("recipe") or {}).get("drop_path_rate")
+    recorded = {k: v for k, v in saved.get("model_kwargs", {}).items() if k not in DATA_DECIDED and not
+                (k == "drop_path_rate" and k not in asked and v == recipe_rate)}   # the recipe's stochastic depth
     if saved["model"] != train.get("model") or json.dumps(recorded, sort_keys=True) != json.dumps(asked, sort_keys=True):
         raise RunError(f"{out / CONFIG}: its model ({saved['model']}, {json.dumps(recorded)}) disagrees with the "
                        f"model it was trained as ({train.get('model')}, {json.dumps(asked)}); was it edited?")
