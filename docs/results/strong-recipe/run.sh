@@ -4,13 +4,15 @@
 # Run directories go to runs/strong-recipe/ (weights and trainer state stay there); the small files
 # (config.json, metrics.csv, summary.json, curves.png) are copied next to this script. Re-running skips
 # finished runs. Usage: MIXLAB_DATA=/path/to/data bash docs/results/strong-recipe/run.sh
+# (here: the two datasets as two jobs side by side, DATASETS=fashion-mnist and DATASETS=cifar10-jpeg, each
+# with OMP_NUM_THREADS=1, niced, on the shared 2-core machine)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 runs=${RUNS:-runs/strong-recipe}
 mixlab=${MIXLAB:-mixlab}
-for data in fashion-mnist cifar10-jpeg; do
+for data in ${DATASETS:-fashion-mnist cifar10-jpeg}; do
   if [ "$data" = fashion-mnist ]; then extra=(--subset 5000 --epochs 4); kw='{}';
-  else extra=(--subset 5000 --epochs 4); kw='{"patch_size": 8}'; fi
+  else extra=(--subset 4000 --epochs 3); kw='{"patch_size": 8}'; fi
   for seed in 0 1; do
     for recipe in mixlab strong; do
       name=$data-$recipe-s$seed
