@@ -27,7 +27,8 @@ METRICS, STEPS, CURVES = "metrics.csv", "steps.csv", "curves.png"
 LAST, BEST = "last.safetensors", "best.safetensors"
 LOCK = ".mixlab.lock"
 # Everything a run writes; --overwrite removes exactly these (never anything else in the folder).
-RUN_FILES = (CONFIG, SUMMARY, STATE, METRICS, STEPS, CURVES, LAST, BEST, "samples")
+RUN_FILES = (CONFIG, SUMMARY, STATE, METRICS, STEPS, CURVES, LAST, BEST, "samples", "trackers.json", "tensorboard",
+             "wandb")
 STATE_KEYS = ("epoch", "model", "optimizer", "rng", "history")
 
 

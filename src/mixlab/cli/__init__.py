@@ -40,6 +40,24 @@ def json_object(text):
     return value
 
 
+def trackers_arg(text):
+    """argparse type for --log: tracker names, each installed (else one line naming the pip install)."""
+    from ..track import parse_trackers
+    try:
+        return parse_trackers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_log_argument(parser):
+    """--log tensorboard,mlflow,wandb on any verb that trains (train, sweep, reproduce, compare): pass
+    `args.log` as TrainConfig(trackers=...)."""
+    parser.add_argument("--log", type=trackers_arg, default=(), metavar="TRACKERS",
+                        help="also log to experiment trackers, comma-separated: tensorboard (RUN/tensorboard), mlflow "
+                             "($MLFLOW_TRACKING_URI), wandb (RUN/wandb, offline without an API key); pip install "
+                             "'mixlab[track]'; a resumed run continues the same tracker run")
+
+
 def parse_overrides(items):
     """`--set KEY=VALUE` items → {key: value}; a value is read as JSON (numbers, true/false, lists) or else
     kept as a string."""

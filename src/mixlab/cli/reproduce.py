@@ -3,7 +3,7 @@ import json
 import shlex
 import sys
 
-from . import parse_overrides, positive_int
+from . import add_log_argument, parse_overrides, positive_int
 
 
 def add_parser(sub):
@@ -46,6 +46,7 @@ def add_parser(sub):
                    help="diffusion table: samples per run for the Fréchet distance (default: the test-set size, "
                         "at most 10,000)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs and their state) and stop")
+    add_log_argument(p)
     add_launch_arguments(p)
     p.set_defaults(func=run)
 
@@ -89,7 +90,7 @@ def run(args):
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
                        markdown_path=args.markdown, overrides=parse_overrides(args.overrides), plot=args.plot,
                        fid=args.fid, fid_samples=args.fid_samples, command=shlex.join(["mixlab"] + sys.argv[1:]),
-                       log=_log, launcher=None if args.dry_run else launcher_from(args))
+                       log=_log, launcher=None if args.dry_run else launcher_from(args), trackers=args.log)
     if args.dry_run:
         _print_plan(report)
         return 0

@@ -1,7 +1,7 @@
 """`mixlab sweep`: a small grid of recipe / model overrides, run through the same launchers as `reproduce`."""
 import json
 
-from . import json_object, nonnegative_int, parse_overrides, positive_int
+from . import add_log_argument, json_object, nonnegative_int, parse_overrides, positive_int
 
 
 def add_parser(sub):
@@ -29,6 +29,7 @@ def add_parser(sub):
     p.add_argument("--data-workers", type=nonnegative_int, default=None, metavar="N")
     p.add_argument("--out", default="runs/sweep")
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
+    add_log_argument(p)
     add_launch_arguments(p)
     p.set_defaults(func=run)
 
@@ -44,7 +45,8 @@ def run(args):
         overrides["img_size"] = args.img_size
     base = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
                        batch_size=args.batch_size, subset=args.subset, device=args.device, data_dir=args.data_dir,
-                       model_kwargs=args.model_kwargs, overrides=overrides, data_workers=args.data_workers)
+                       model_kwargs=args.model_kwargs, overrides=overrides, data_workers=args.data_workers,
+                       trackers=args.log)
     grid, model_grid = parse_grid(args.grid), parse_grid(args.model_grid, "--model-grid")
     rows = sweep(base, grid, model_grid, seeds=args.seeds, out=args.out, launcher=launcher_from(args),
                  log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -1,5 +1,5 @@
 """`mixlab train` (train a model, or --resume a run) and `mixlab eval` (score a run's checkpoint)."""
-from . import json_object, nonnegative_int, parse_overrides, positive_int
+from . import add_log_argument, json_object, nonnegative_int, parse_overrides, positive_int
 
 
 from ..train.config import DATA_PATHS
@@ -24,7 +24,7 @@ a recipe file (--recipe my_recipe.yaml, or .json) holds the keys of the built-in
   grad_clip: 1.0
   precision: auto            # auto | fp32 | bf16 | fp16
 
-  mixlab train --model vit_tiny --data fashion-mnist --recipe my_recipe.yaml
+  mixlab train --model vit_tiny --data fashion-mnist --recipe my_recipe.yaml --log tensorboard
 """
 
 
@@ -53,6 +53,7 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (finished or not); without it such a run is refused")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_log_argument(p)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--data-dir", default=None, help="where datasets live (default: $MIXLAB_DATA, ~/.cache/mixlab, ...)")
     p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
@@ -94,7 +95,8 @@ def run_train(args):
                          batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
-                         overrides=overrides, data_path=args.data_path, data_workers=args.data_workers)
+                         overrides=overrides, data_path=args.data_path, data_workers=args.data_workers,
+                         trackers=args.log)
     s = train(config)
     if s is None:
         return 0

@@ -156,7 +156,8 @@ def final_result(summary):
     return f"final test top-1 {summary['test_top1']:.2f}%"
 
 
-def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log, launcher=None):
+def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log, launcher=None,
+            trackers=()):
     """Train or resume every run not done, through `launcher` (launch.py; default: one after another in this
     process); (summaries by (model, dataset) in plan order, failures)."""
     from ..train import TrainConfig
@@ -184,7 +185,8 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                                     data=run.dataset, recipe=recipe, epochs=run.epochs,
                                     batch_size=batch_size, subset=subset, device=device, out=str(run.path),
                                     resume=str(run.path) if run.status != "new" else None, seed=run.seed,
-                                    data_dir=data_dir, compile=compile, overrides=dict(run.overrides))))
+                                    data_dir=data_dir, compile=compile, overrides=dict(run.overrides),
+                                    trackers=tuple(trackers))))
     launcher = launcher or Sequential(train_fn)
     if getattr(launcher, "train_fn", None) is None:
         launcher.train_fn = train_fn
@@ -222,7 +224,7 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
               markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
-              cost_fn=None, fid="auto", fid_samples=None, launcher=None):
+              cost_fn=None, fid="auto", fid_samples=None, launcher=None, trackers=()):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
@@ -230,6 +232,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     top-1 against forward FLOPs (`cost_fn(model, dataset) -> (cost, unit)`, default the bench FLOP counter).
     A diffusion table (dia-diffusion) scores its runs by Fréchet distance after they finish (reproduce/diffusion.py):
     `fid` auto | inception | classifier picks the feature space, `fid_samples` caps the samples per run.
+    `trackers` (mixlab.track names) log every run to those experiment trackers too.
     """
     from ..train import load_recipe
 
@@ -267,7 +270,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     if train_fn is None:
         from ..train import train as train_fn
     results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
-                              train_fn, log, launcher)
+                              train_fn, log, launcher, trackers=trackers)
     published = load_published()
     if spec.task == "diffusion":   # rows are Fréchet distances of the finished runs' samples
         recipe_epochs = {m: model_recipe(table, m, recipe, epochs, load_recipe, overrides)[2] for m in models}

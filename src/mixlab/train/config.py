@@ -43,6 +43,7 @@ class TrainConfig:
     # --- where the images live (mixlab.data: device-resident or streamed from files) ---
     data_path: str = "auto"         # auto | memory | stream; the run records the path it took
     data_workers: int = None        # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
+    trackers: tuple = ()            # experiment trackers fed from the run directory (mixlab.track): tensorboard, …
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -82,6 +83,9 @@ def check(config):
         raise ValueError(f"{', '.join(decided)} cannot be set in the model kwargs: the dataset decides them")
     if not isinstance(config.overrides, dict):
         raise ValueError("recipe overrides must be a mapping of recipe keys to values")
+    if config.trackers:
+        from ..track import check_trackers
+        check_trackers(config.trackers)
     if config.resume and config.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
 
@@ -153,6 +157,8 @@ def merge_for_resume(saved, config):
         merged.data_dir = config.data_dir
     if config.data_workers is not None:   # how many processes decode changes no number, only speed
         merged.data_workers = config.data_workers
+    if config.trackers:   # trackers change no number; without --log a resume feeds the ones the run had
+        merged.trackers = tuple(config.trackers)
     return merged
 
 

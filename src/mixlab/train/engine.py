@@ -115,11 +115,15 @@ def train(config, log=_log):
     dist_info, ddp_device = distributed.setup(pick_device(config.device).type)
     if not dist_info.is_main:
         log = lambda *_: None   # noqa: E731 (only rank 0 speaks)
-    run = None
+    run = trackers = None
     try:
         run = start_run(config, dist_info, ddp_device, log)
         if isinstance(run, dict):   # a finished run asked to resume: nothing to do
             return run
+        if run.is_main and run.config.trackers:   # fed from the committed history (mixlab.track)
+            from ..track import Trackers
+            trackers = Trackers(run.dir.path, run.config.trackers, run.dir.read_config(), run.history, log)
+            trackers.sync(run.history)
         for epoch in range(run.start_epoch, run.recipe.epochs):
             t0 = time.perf_counter()
             row = train_epoch(run, epoch)
@@ -127,10 +131,16 @@ def train(config, log=_log):
             row.update(evaluate_epoch(run, epoch))
             row["seconds"] = time.perf_counter() - t0
             commit_epoch(run, row)
+            if trackers:
+                trackers.sync(run.history)
         summary = make_summary(run)
+        if trackers:
+            trackers.close(summary, run.history, ok=True)
         log(f"done: {run.task.done_line(summary)} in {summary['train_seconds']:.1f}s; run directory {run.dir.path}")
         return summary
     finally:
+        if trackers:
+            trackers.close()   # a failed or interrupted run: flushed, marked failed; a resume continues it
         if run is not None and not isinstance(run, dict):
             run.dir.release()
         distributed.cleanup(dist_info)
