@@ -97,8 +97,7 @@ def _pool_size(model, size):
 def _entrypoint(name, cfg, build):
     def entry(pretrained=False, **kwargs):
         if pretrained:
-            raise ValueError(f"mixlab ships no pretrained weights for {name}; train one with `mixlab train` and "
-                             f"load it with mixlab.load(run)")
+            _released_weights(name, kwargs)
         # feature_cls 'getter': features_only wraps the model in timm's FeatureGetterNet over
         # forward_intermediates; out_indices None = every feature_info level.
         model = build_model_with_cfg(build, name, pretrained,
@@ -109,6 +108,29 @@ def _entrypoint(name, cfg, build):
     entry.__module__ = __name__
     entry.__doc__ = f"{name}: {cfg.get('source') or 'a mixlab model'} (no pretrained weights)."
     return entry
+
+
+def _released_weights(name, kwargs):
+    """pretrained=True loads weights a release names (mixlab.hub): a `file` in pretrained_cfg(_overlay) takes its
+    model_args and pretrained cfg from the config.json beside it; an hf-hub / local-dir cfg comes with them."""
+    import json
+    from pathlib import Path
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    cfg = kwargs.get("pretrained_cfg")
+    cfg = cfg if isinstance(cfg, dict) else getattr(cfg, "__dict__", {}) or {}
+    file = overlay.get("file") or cfg.get("file")
+    if file and Path(file).is_file() and (Path(file).parent / "config.json").is_file():
+        release = json.loads((Path(file).parent / "config.json").read_text())
+        if release.get("architecture") != name:
+            raise ValueError(f"{file} holds a {release.get('architecture')!r}, not a {name!r}")
+        for key, value in release.get("model_args", {}).items():
+            kwargs.setdefault(key, value)
+        kwargs.setdefault("num_classes", release.get("num_classes"))
+        kwargs["pretrained_cfg_overlay"] = {**release.get("pretrained_cfg", {}), **overlay}
+    elif not (file or cfg.get("hf_hub_id") or overlay.get("hf_hub_id") or cfg.get("url")):
+        raise ValueError(f"mixlab ships no pretrained weights for {name}; train one with `mixlab train`, release it "
+                         f"with `mixlab export --run RUN --hub OUT` and pass pretrained_cfg_overlay=dict(file="
+                         f"'OUT/model.safetensors'), or load it with mixlab.load(run)")
 
 
 def _follow_built_model(model, name, cfg):

@@ -2,9 +2,14 @@
 
 
 def add_parser(sub):
-    p = sub.add_parser("export", help="export a run's model to ONNX and verify it with onnxruntime (CPU)")
+    p = sub.add_parser("export", help="export a run's model to ONNX (verified with onnxruntime) or as a Hugging "
+                       "Face / timm model repo (--hub)")
     p.add_argument("--run", required=True, help="run directory (config.json + best/last.safetensors)")
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--onnx", default=None, help="output .onnx file")
+    p.add_argument("--hub", default=None, metavar="OUT", help="write a model repo folder: model.safetensors, timm's "
+                   "config.json, README.md model card, curves.png (loads with timm and mixlab.load)")
+    p.add_argument("--push", default=None, metavar="REPO_ID", help="with --hub: upload the folder to the Hugging "
+                   "Face Hub (pip install 'mixlab[hub]'; token from `hf auth login` or HF_TOKEN)")
     p.add_argument("--weights", default=None, help="weights file in the run (default: best, else last)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (needs onnxscript)")
@@ -23,6 +28,19 @@ def add_parser(sub):
 
 
 def run_export(args):
+    if not args.onnx and not args.hub:
+        raise ValueError("export needs --onnx FILE or --hub OUT (or both)")
+    if args.push and not args.hub:
+        raise ValueError("--push uploads the --hub folder: give --hub OUT too")
+    if args.hub:
+        from ..hub import export_hub, push_hub
+        out = export_hub(args.run, args.hub, weights=args.weights)
+        print(f"wrote {out}: model.safetensors, config.json (timm), README.md" +
+              (", curves.png" if (out / "curves.png").exists() else ""))
+        if args.push:
+            print(f"pushed {out} to {args.push}: {push_hub(out, args.push)}")
+        if not args.onnx:
+            return 0
     from ..export import DEFAULT_ATOL, DEFAULT_OPSET, export_run
     report = export_run(args.run, args.onnx, weights=args.weights, opset=args.opset or DEFAULT_OPSET,
                         dynamo=args.dynamo, fft_impl=args.fft, verify=not args.no_verify,
