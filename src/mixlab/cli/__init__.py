@@ -7,9 +7,9 @@ import importlib
 import json
 import sys
 
-VERBS = ["models", "train", "eval", "sample", "demo", "bench", "reproduce", "sweep", "export", "predict", "analyze"]
+VERBS = ["models", "train", "eval", "sample", "demo", "compare", "bench", "reproduce", "sweep", "export", "predict", "analyze"]
 _MODULES = {"models": "models", "train": "train", "eval": "train", "sample": "sample", "demo": "demo",
-            "bench": "bench", "reproduce": "reproduce", "sweep": "sweep", "export": "export", "predict": "export",
+            "compare": "compare", "bench": "bench", "reproduce": "reproduce", "sweep": "sweep", "export": "export", "predict": "export",
             "analyze": "analyze"}
 
 

@@ -54,6 +54,49 @@ def check_options(kind, name, cls, options, contract=MIXER_CONTRACT):
                          f"its options are: {', '.join(valid) or 'none'}")
 
 
+def check_mixer_contract(cls, label, dim=16, grid=(4, 4)):
+    """`cls` unchanged, or a one-line ValueError saying how it breaks the mixer contract (module docstring):
+    an nn.Module class whose constructor takes (dim, num_tokens, grid) and whose forward(x, grid) maps a
+    finite [2, N, dim] batch to a finite [2, N, dim] one through which a gradient flows. Checked on a
+    16-channel 4×4 grid before anything trains."""
+    import torch
+    from torch import nn
+
+    bad = f"{label} does not follow the mixer contract (mixlab.layers.contract):"
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ValueError(f"{bad} it is not a torch.nn.Module class")
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    missing = [n for n in MIXER_CONTRACT[1:] if n not in params and not takes_any]
+    if missing:
+        raise ValueError(f"{bad} its constructor takes no {', '.join(missing)} (Mixer(dim, num_tokens, grid))")
+    n = grid[0] * grid[1]
+    try:
+        module = cls(dim, num_tokens=n, grid=grid)
+    except Exception as e:   # noqa: BLE001 (a user's constructor may fail any way; one line says how)
+        raise ValueError(f"{bad} Mixer({dim}, num_tokens={n}, grid={grid}) failed: {type(e).__name__}: "
+                         f"{_first(e)}") from None
+    x = torch.randn(2, n, dim, requires_grad=True)
+    try:
+        out = module(x, grid=grid)
+    except Exception as e:   # noqa: BLE001
+        raise ValueError(f"{bad} forward(x [2, {n}, {dim}], grid={grid}) failed: {type(e).__name__}: "
+                         f"{_first(e)}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n, dim):
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{bad} forward(x [2, {n}, {dim}]) returned {got}, not [2, {n}, {dim}]")
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{bad} forward returned non-finite values on a random input")
+    if not out.requires_grad:
+        raise ValueError(f"{bad} its output does not depend on its input through autograd (no gradient flows)")
+    return cls
+
+
+def _first(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def tokens_to_image(x, grid):
     """Patch tokens [B, H·W, C] → image [B, C, H, W]."""
     b, _, c = x.shape

@@ -5,7 +5,7 @@ from .attention import Attention
 from .fourier import AdaptiveFrequencyFilter, AFFMixer
 from .glu_gating import GluGating
 from .nin_gating import NiNGating
-from .simple import IdentityMixer, PoolingMixer
+from .simple import DepthwiseConvMixer, IdentityMixer, PoolingMixer, RandomMixer
 from .token_mlp import TokenMlp
 
 MIXERS = {
@@ -16,7 +16,11 @@ MIXERS = {
     "aff": AFFMixer,
     "identity": IdentityMixer,
     "pooling": PoolingMixer,
+    "random": RandomMixer,
+    "dwconv": DepthwiseConvMixer,
 }
+# mixers read from `path/to/file.py:Class` (mixer_class), each file imported once per process
+_FILE_MIXERS = {}
 
 
 def register_mixer(name, fixed_tokens=None):
@@ -43,10 +47,50 @@ def register_mixer(name, fixed_tokens=None):
     return wrap
 
 
+def is_file_mixer(name):
+    """Whether `name` names a mixer class in a Python file: `path/to/file.py:Class`."""
+    return isinstance(name, str) and ".py:" in name
+
+
+def load_file_mixer(spec):
+    """The class `Class` of `path/to/file.py:Class`, imported from that file and checked against the mixer
+    contract (`check_mixer_contract`); a one-line error when the file, the class or the contract fails. The
+    spec is what run directories record, so a resume or another process finds the same class."""
+    import importlib.util
+    import hashlib
+    from pathlib import Path
+    from ..layers.contract import check_mixer_contract
+    path_text, _, cls_name = spec.rpartition(":")
+    path = Path(path_text).expanduser().resolve()
+    key = (str(path), cls_name)
+    if key in _FILE_MIXERS:
+        return _FILE_MIXERS[key]
+    if not path.is_file():
+        raise ValueError(f"mixer file {path_text} does not exist (give path/to/file.py:ClassName)")
+    module_name = f"mixlab_user_mixer_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    try:
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+    except Exception as e:   # noqa: BLE001 (any error in a user's file is one line, not our traceback)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"mixer file {path_text} failed to import: {type(e).__name__}: {first}") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        found = sorted(n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)
+        raise ValueError(f"{path_text} has no class {cls_name!r}; it defines: {', '.join(found) or 'no classes'}")
+    check_mixer_contract(cls, spec)
+    _FILE_MIXERS[key] = cls
+    return cls
+
+
 def mixer_class(name):
-    """The class of a registered mixer name (or the class itself); a one-line error for unknown names."""
+    """The class of a registered mixer name, of a `path/to/file.py:Class` spec, or the class itself; a one-line
+    error for unknown names."""
     if isinstance(name, type):
         return name
+    if is_file_mixer(name):
+        return load_file_mixer(name)
     if name not in MIXERS:
         raise ValueError(f"unknown token mixer {name!r}; choose one of {sorted(MIXERS)}, or import the module that "
                          f"registers it (register_mixer) first")
@@ -67,4 +111,5 @@ def create_mixer(name, dim, num_tokens, grid, **options):
 
 
 __all__ = ["MIXERS", "create_mixer", "register_mixer", "mixer_class", "mixer_name", "capabilities", "Attention",
-           "TokenMlp", "NiNGating", "GluGating", "AFFMixer", "AdaptiveFrequencyFilter", "IdentityMixer", "PoolingMixer"]
+           "TokenMlp", "NiNGating", "GluGating", "AFFMixer", "AdaptiveFrequencyFilter", "IdentityMixer", "PoolingMixer",
+           "RandomMixer", "DepthwiseConvMixer", "is_file_mixer", "load_file_mixer"]

@@ -14,7 +14,8 @@ from ..registry import model_cfg
 from .recipes import Recipe, check_value, parse_value, resolve_recipe
 
 # Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
-RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides")
+RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides",
+                 "validation")
 DATA_PATHS = ("auto", "memory", "stream")
 # Model arguments that the dataset decides; --model-kwargs may not set them.
 DATA_DECIDED = ("num_classes", "in_chans", "img_size")
@@ -29,6 +30,9 @@ class TrainConfig:
     batch_size: int = None          # global batch (split over DDP ranks); None: the recipe's
     lr: float = None                # None: the recipe's, scaled linearly with the batch if it says so
     subset: int = None              # stratified N training images, at most N test images
+    # N: hold out a stratified N of the training images (VALIDATION_SEED, the same for every run) and use them
+    # as the evaluation split; the run trains on the rest and never sees the test set (lr selection)
+    validation: int = None
     device: str = "auto"            # auto | cpu | cuda | cuda:1
     out: str = None                 # run directory; None: runs/<model>-<data>-<timestamp>
     resume: str = None              # run directory to continue
@@ -64,7 +68,7 @@ def check(config):
         model_cfg(config.model)   # an unknown name fails here, with close matches, before any data is read
         if not config.data or not isinstance(config.data, str):
             raise ValueError("a dataset is needed to train (--data)")
-    for name in ("epochs", "batch_size", "subset", "eval_batch_size", "log_every"):
+    for name in ("epochs", "batch_size", "subset", "validation", "eval_batch_size", "log_every"):
         _positive_int(getattr(config, name), name.replace("_", " "))
     if config.data_path not in DATA_PATHS:
         raise ValueError(f"data path must be one of {', '.join(DATA_PATHS)}, got {config.data_path!r}")
@@ -125,7 +129,7 @@ def check_resume_matches(saved_train, saved_recipe, config):
     def differ(asked, had):
         return json.dumps(asked, sort_keys=True) != json.dumps(had, sort_keys=True)
 
-    for key in ("model", "data", "subset", "model_kwargs"):
+    for key in ("model", "data", "subset", "validation", "model_kwargs"):
         asked, had = getattr(config, key), saved_train.get(key)
         if asked not in (None, {}) and differ(asked, had):
             raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {asked!r}")

@@ -157,8 +157,36 @@ def prepare_data(config, recipe, device, log):
     kw = dict(data_dir=config.data_dir, subset=config.subset, seed=config.seed, transform=transform,
               stream=data_path == "stream", workers=workers)
     train_ds = load_dataset(config.data, split="train", **kw)
-    test_ds = load_dataset(config.data, split="test", **kw)
+    if getattr(config, "validation", None):
+        train_ds, test_ds = validation_split(train_ds, config.validation)
+        log(f"{config.data}: {len(test_ds)} training images held out for validation (seed {VALIDATION_SEED}); "
+            f"training on the other {len(train_ds)}, the test set unused")
+    else:
+        test_ds = load_dataset(config.data, split="test", **kw)
     return RunData(train_ds, test_ds, transform, data_path, workers)
+
+
+VALIDATION_SEED = 20_231   # one held-out set for every run and seed: lr candidates are judged on the same images
+
+
+def validation_indices(labels, n, num_classes=None):
+    """(train indices, validation indices) of a training split: a stratified `n` held out with VALIDATION_SEED,
+    the rest kept, both sorted and disjoint."""
+    from ..data.dataset import stratified_indices
+    if n >= len(labels):
+        raise ValueError(f"a validation split of {n} leaves nothing to train on ({len(labels)} training images)")
+    val = stratified_indices(labels, n, VALIDATION_SEED, num_classes)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return keep.nonzero().flatten(), val
+
+
+def validation_split(train_ds, n):
+    """(train, validation) datasets carved from `train_ds` (`validation_indices`); the statistics stay the
+    training split's."""
+    rest, val = validation_indices(train_ds.labels, n, train_ds.num_classes)
+    return (train_ds.take(rest, f"without the {n}-image validation split (seed {VALIDATION_SEED})"),
+            train_ds.take(val, f"{n}-image validation split of the training set (seed {VALIDATION_SEED})"))
 
 
 def make_train_loader(data, recipe, batch_size, device, mean, std, seed, rank, world_size):

@@ -14,6 +14,7 @@ over ranks, evaluation is sharded, and only rank 0 writes files (holding the run
 """
 import dataclasses
 import json
+import math
 import platform
 import sys
 import time
@@ -252,6 +253,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     loader = make_train_loader(data, recipe, recipe.batch_size // d.world_size, device, mean, std, config.seed,
                                d.rank, d.world_size)
 
+    if recipe.max_steps:   # a step budget decides the epochs: the last one is cut where the budget ends
+        recipe = dataclasses.replace(recipe, epochs=math.ceil(recipe.max_steps / len(loader)))
     torch.manual_seed(config.seed)
     # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
     model_kwargs = {**task.model_kwargs(train_ds), **_stochastic_depth(config, recipe, log), **config.model_kwargs}
@@ -334,15 +337,19 @@ def train_epoch(run, epoch):
     run.net.train()
     run.loader.set_epoch(epoch)
     torch.manual_seed(epoch_seed(run.config.seed, epoch, d.rank))
-    steps = run.steps_per_epoch
+    per_epoch = run.steps_per_epoch
+    # a step budget (recipe.max_steps) ends the last epoch early, where the schedule ends
+    steps = min(per_epoch, recipe.max_steps - epoch * per_epoch) if recipe.max_steps else per_epoch
     losses = torch.zeros(steps, device=device)
     global_losses = torch.zeros_like(losses)   # rank-averaged, filled in one slice per check
     totals, lrs, checked = None, [], 0
     bar = tqdm(run.loader.iter_weighted(), total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                file=sys.stderr, leave=False, disable=not (d.is_main and sys.stderr.isatty()))
     for i, (x, y, loss_scale) in enumerate(bar):
-        step = epoch * steps + i
-        lr = lr_at(step, recipe, recipe.lr, recipe.epochs, steps)
+        if i == steps:
+            break
+        step = epoch * per_epoch + i
+        lr = lr_at(step, recipe, recipe.lr, recipe.epochs, per_epoch)
         lrs.append(lr)
         for group in run.optimizer.param_groups:
             group["lr"] = lr

@@ -50,6 +50,9 @@ class Recipe:
     momentum: float = field(default=0.9, metadata={"min": 0.0})
     batch_size: int = field(default=128, metadata={"min": 1})
     epochs: int = field(default=100, metadata={"min": 1})
+    # None: whole epochs. N: the run stops after N optimizer steps and the schedule (warm-up + cosine) ends
+    # there; the run's epochs become ceil(N / steps per epoch), the last one partial (mixlab compare's budgets)
+    max_steps: Optional[int] = field(default=None, metadata={"min": 1})
     schedule: str = field(default="constant", metadata={"choices": SCHEDULES})
     warmup_epochs: float = field(default=0.0, metadata={"min": 0.0})
     min_lr: float = field(default=0.0, metadata={"min": 0.0})
