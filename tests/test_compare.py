@@ -125,3 +125,18 @@ def test_compare_trains_to_the_budget_and_a_rerun_reuses_the_runs(tmp_path):
     assert [r["top1_mean"] for r in second["rows"]] == [r["top1_mean"] for r in first["rows"]]
     with pytest.raises(ValueError, match="holds a compare with budget"):
         run_compare(CompareConfig(**{**cc.__dict__, "budget": "8steps"}), log=lambda m: None)
+
+
+def test_the_random_and_dwconv_mixers_follow_their_equations():
+    from torch.nn import functional as F
+    from mixlab.mixers import DepthwiseConvMixer, RandomMixer
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 8)
+    rand = RandomMixer(8, num_tokens=16, grid=(4, 4))
+    assert not list(rand.parameters()) and "mixing" in rand.state_dict()      # frozen: a buffer, saved
+    assert torch.allclose(rand.mixing.sum(-1), torch.ones(16))
+    assert torch.allclose(rand(x), rand.mixing @ x, atol=1e-6)
+    conv = DepthwiseConvMixer(8, grid=(4, 4)).eval()
+    img = x.transpose(1, 2).reshape(2, 8, 4, 4)
+    ref = conv.norm(F.gelu(F.conv2d(img, conv.conv.weight, conv.conv.bias, padding=1, groups=8)))
+    assert torch.allclose(conv(x), ref.flatten(2).transpose(1, 2), atol=1e-6)

@@ -29,6 +29,8 @@ def test_builtin_mixers_declare_their_capabilities():
         "aff": dict(fixed_tokens=False, needs_grid=True, supports_class_token=False),
         "pooling": dict(fixed_tokens=False, needs_grid=True, supports_class_token=False),
         "identity": dict(fixed_tokens=False, needs_grid=False, supports_class_token=False),
+        "random": dict(fixed_tokens=True, needs_grid=False, supports_class_token=False),
+        "dwconv": dict(fixed_tokens=False, needs_grid=True, supports_class_token=False),
     }
     # the backbone reads them: fixed-token mixers fix the image size, the others take any multiple of the patch
     assert not mixlab.create_model("mixer_paper").patch_embed.dynamic_img_size

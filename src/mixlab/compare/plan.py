@@ -24,7 +24,11 @@ BUDGET_UNITS = {"flops": "flops", "steps": "steps", "epochs": "epochs", "s": "se
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(flops|steps|epochs|s|min)\s*$")
 
 # Fixed parts of every skeleton: the MetaFormer-style isotropic classifier of the *_tiny/_demo configs.
-FIXED = dict(global_pool="avg", final_norm=True, drop_rate=0.0, weight_init="trunc_normal")
+FIXED = dict(global_pool="avg", final_norm=True, drop_rate=0.0, drop_path_rate=0.0, weight_init="trunc_normal",
+             pos_embed="none")
+# The registered isotropic config every compare run is built from: model_kwargs set every one of its arguments
+# (FIXED + the skeleton + the mixer's), so only its builder is used, never its own values.
+BASE_MODEL = "identityformer_tiny"
 SKELETONS = {
     # the demo's (mixlab demo): 16 tokens on 28 px, a CPU minute per model
     "demo": dict(patch_size=7, width=64, depth=2, mlp_ratio=2.0),
@@ -135,7 +139,7 @@ def figures(kwargs, in_chans, img_size, num_classes):
     from ..bench.flops import model_flops
     from ..registry import create_model
     torch.manual_seed(0)
-    model = create_model("isotropic", num_classes=num_classes, in_chans=in_chans, img_size=img_size, **kwargs)
+    model = create_model(BASE_MODEL, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **kwargs)
     params = sum(p.numel() for p in model.parameters())
     size = (in_chans, img_size, img_size)
     return params, model_flops(model, size).total, model_flops(model, size, backward=True).total

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import plan as P
+from .plan import BASE_MODEL
 from .stats import describe, welch
 
 PLAN = "plan.json"
@@ -123,10 +124,10 @@ def _measure(kwargs, facts, batch, device, threads):
     from ..registry import create_model
     c, s, k, _ = facts
     torch.manual_seed(0)
-    model = create_model("isotropic", num_classes=k, in_chans=c, img_size=s, **kwargs)
+    model = create_model(BASE_MODEL, num_classes=k, in_chans=c, img_size=s, **kwargs)
     cfg = BenchConfig(device=str(device), batch_size=batch, warmup=1, repeats=3, inner=1,
                       threads=threads or torch.get_num_threads()).resolved()
-    row = bench_module(model, "isotropic", cfg, input_size=(c, s))
+    row = bench_module(model, BASE_MODEL, cfg, input_size=(c, s))
     return {"train_step_s": row["train_step_ms"] / 1e3, "peak_mib": row.get("train_memory_mb")}
 
 
@@ -159,7 +160,7 @@ def make_plan(cc, log=print):
     skeleton = P.skeleton_args(cc.skeleton, cc.width, cc.depth, cc.patch, cc.mlp_ratio)
     facts = data_facts(cc.data, cc.subset, cc.data_dir)
     c, s, k, n_train = facts
-    recipe = resolve_recipe(cc.recipe, "isotropic").replace(where="--set", **cc.overrides)
+    recipe = resolve_recipe(cc.recipe, BASE_MODEL).replace(where="--set", **cc.overrides)
     batch = min(cc.batch_size or recipe.batch_size, n_train)
     validation = cc.validation or (max(k, n_train // 10) if grid else None)
     if validation is not None and validation >= n_train:
@@ -213,7 +214,7 @@ def load_or_make_plan(cc, log=print):
 
 def _train_config(cc, plan, m, seed, lr, out, validation=None):
     from ..train.config import TrainConfig
-    return TrainConfig(model="isotropic", data=cc.data, recipe=cc.recipe, batch_size=plan["batch_size"], lr=lr,
+    return TrainConfig(model=BASE_MODEL, data=cc.data, recipe=cc.recipe, batch_size=plan["batch_size"], lr=lr,
                        subset=cc.subset, validation=validation, seed=seed, device=cc.device, out=str(out),
                        data_dir=cc.data_dir, model_kwargs=m["model_kwargs"],
                        overrides={**cc.overrides, "max_steps": m["steps"]})

@@ -82,7 +82,3 @@ for size_name, size in SIZES.items():
     for fam, spec in _modern_mixers(size).items():
         family = "dia" if fam.startswith("dia") else fam
         _factory(f"{fam}_{size_name}", {**MODERN, **dims, **spec}, family)
-
-# The bare backbone: every argument from model_kwargs. `mixlab compare` builds its one skeleton with each mixer
-# through it, so a run directory records the whole architecture in its model_kwargs.
-_factory("isotropic", {}, "isotropic", source="the isotropic backbone, configured entirely by its arguments")
