@@ -273,3 +273,17 @@ def test_strong_run_resumes_bit_exactly_and_evaluates_clean_images(tmp_path, mon
     assert a["ema"] and a["live_test_top1"] is not None and a["test_top1"] == b["test_top1"]
     again = evaluate_run(str(tmp_path / "a"), weights="last")
     assert again["top1"] == pytest.approx(a["test_top1"], abs=1e-9)
+
+
+def test_other_recipes_augment_nothing_more():
+    """The strong keys are off in every other recipe, so their loaders and models are as before (paper's
+    random stream included); `--set mixup=0.8` turns one on anywhere."""
+    from mixlab.train.recipes import list_recipes, load_recipe
+    for name in list_recipes():
+        if name != "strong":
+            r = load_recipe(name)
+            assert A.Augmentation.from_recipe(r, 10) is None and r.drop_path_rate is None, name
+    on = A.Augmentation.from_recipe(load_recipe("paper").replace(mixup="0.8"), 10)
+    assert on.mixup == 0.8 and on.randaugment is None
+    with pytest.raises(ValueError, match="randaugment"):
+        load_recipe("paper").replace(randaugment="rand-q3")
