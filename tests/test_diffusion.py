@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 import mixlab
-from mixlab.diffusion import (ClassifierFeatures, DiffusionTask, FrechetDistance, frechet_distance, image_grid,
+from mixlab.diffusion import (ClassifierFeatures, DDPMProcess, FrechetDistance, frechet_distance, image_grid,
                               save_grid, step_generator, to_model_range, to_uint8)
 from mixlab.models.unet import UNet
 
@@ -63,7 +63,7 @@ class Recorder(nn.Module):
 
 
 def test_loss_is_l_simple_on_the_ddpm_forward_process():
-    task = DiffusionTask(num_train_timesteps=50)
+    task = DDPMProcess(num_train_timesteps=50)
     model = Recorder()
     x0 = to_model_range(squares(6))
     loss = task.loss(model, x0, step_generator(3, 7))
@@ -79,7 +79,7 @@ def test_loss_is_l_simple_on_the_ddpm_forward_process():
 
 
 def test_training_a_few_steps_lowers_the_test_loss():
-    task = DiffusionTask(num_train_timesteps=100)
+    task = DDPMProcess(num_train_timesteps=100)
     model = tiny_unet(dia=True)
     images = squares(64)
     x0 = to_model_range(images)
@@ -99,7 +99,7 @@ def test_training_a_few_steps_lowers_the_test_loss():
 
 
 def test_test_loss_is_fixed_per_image_whatever_the_batching():
-    task = DiffusionTask(num_train_timesteps=100, eval_seed=4)
+    task = DDPMProcess(num_train_timesteps=100, eval_seed=4)
     model = randomized(tiny_unet())
     images = squares(20)
     full = task.evaluate(model, images, batch_size=64)
@@ -110,11 +110,11 @@ def test_test_loss_is_fixed_per_image_whatever_the_batching():
     assert sum(s["n"] for s in shards) == 20
     combined = sum(s["test_loss"] * s["n"] for s in shards) / 20
     assert combined == pytest.approx(full["test_loss"], rel=1e-6)
-    assert DiffusionTask(num_train_timesteps=100, eval_seed=5).evaluate(model, images)["test_loss"] != full["test_loss"]
+    assert DDPMProcess(num_train_timesteps=100, eval_seed=5).evaluate(model, images)["test_loss"] != full["test_loss"]
 
 
 def test_sampling_is_deterministic_for_a_seed():
-    task = DiffusionTask(num_train_timesteps=20, sample_steps=5)
+    task = DDPMProcess(num_train_timesteps=20, sample_steps=5)
     model = randomized(tiny_unet()).train()
     first = task.sample(model, 6, seed=3, batch_size=4)
     assert first.shape == (6, 1, 16, 16) and first.dtype == torch.uint8
@@ -129,7 +129,7 @@ def test_reverse_chain_is_the_ddpm_posterior(steps):
     """Each step: x̂₀ = clip((x − √(1−ᾱ_t) ε̂)/√ᾱ_t), x ← √ᾱ_p β/(1−ᾱ_t) x̂₀ + √(1−β)(1−ᾱ_p)/(1−ᾱ_t) x + σ z,
     σ² = (1−ᾱ_p)/(1−ᾱ_t) β, β = 1 − ᾱ_t/ᾱ_p, p the previous kept step (t − T/steps), no z at the end."""
     T = 8
-    task = DiffusionTask(num_train_timesteps=T)
+    task = DDPMProcess(num_train_timesteps=T)
     model = Recorder()
     x_T = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
     out = task.reverse(model, x_T.clone(), torch.Generator().manual_seed(9), steps=steps)
@@ -153,7 +153,7 @@ def test_value_ranges_config_and_bad_arguments():
     pixels = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
     x = to_model_range(pixels)
     assert x.min() == -1 and x.max() == 1 and torch.equal(to_uint8(x), pixels)
-    task = DiffusionTask()
+    task = DDPMProcess()
     cfg = task.config()
     assert (cfg["num_train_timesteps"], cfg["beta_start"], cfg["beta_end"], cfg["beta_schedule"]) == \
         (1000, 1e-4, 0.02, "linear")
@@ -164,9 +164,9 @@ def test_value_ranges_config_and_bad_arguments():
     assert torch.equal(torch.randn(4, generator=g1), torch.randn(4, generator=g2))
     other_rank = torch.randn(4, generator=step_generator(0, 3, rank=0))
     assert not torch.equal(other_rank, torch.randn(4, generator=step_generator(0, 3, rank=1)))
-    for make, message in [(lambda: DiffusionTask(num_train_timesteps=1), "num_train_timesteps"),
-                          (lambda: DiffusionTask(beta_schedule="cosine"), "beta_schedule"),
-                          (lambda: DiffusionTask(num_train_timesteps=10, sample_steps=11), "sample_steps"),
+    for make, message in [(lambda: DDPMProcess(num_train_timesteps=1), "num_train_timesteps"),
+                          (lambda: DDPMProcess(beta_schedule="cosine"), "beta_schedule"),
+                          (lambda: DDPMProcess(num_train_timesteps=10, sample_steps=11), "sample_steps"),
                           (lambda: to_model_range(x), "uint8"),
                           (lambda: task.sample(Recorder(), 0), "positive")]:
         with pytest.raises(ValueError, match=message):

@@ -22,7 +22,7 @@ from torchvision.transforms import functional as TF
 import mixlab
 from mixlab.data import DeviceLoader, load_dataset
 from mixlab.train import TrainConfig, evaluate, train
-from mixlab.train.engine import epoch_seed
+from mixlab.train.state import epoch_seed
 
 from official_reference import build_reference
 

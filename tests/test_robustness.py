@@ -305,7 +305,7 @@ def test_divergence_in_the_last_update_of_an_epoch_is_caught_and_nothing_nan_is_
 
 
 def test_a_non_finite_test_loss_stops_the_run(tmp_path, monkeypatch):
-    from mixlab.train.tasks import ClassificationTask
+    from mixlab.train.classification import ClassificationTask
     real = ClassificationTask.evaluate
     calls = {"n": 0}
 

@@ -176,7 +176,7 @@ def test_ema_run_evaluates_and_saves_the_average(tmp_path):
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    import mixlab.train.tasks as tasks
+    import mixlab.train.classification as tasks
     train(tiny_config(tmp_path, epochs=1))
     good = (tmp_path / "run" / "last.safetensors").read_bytes()
     calls = {"n": 0}

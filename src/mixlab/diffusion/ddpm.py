@@ -10,7 +10,7 @@ the reverse step (`step`). The denoiser is any `model(x_t, t) -> ε̂` (mixlab's
     x_{t−1} = μ̃_t(x_t, x̂₀) + σ_t z,  x̂₀ = clip((x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, −1, 1),  σ_t² = β̃_t (fixed_small)
 
 Images enter as x₀ ∈ [−1, 1], x₀ = 2u/255 − 1 for uint8 u: mean 0.5 and std 0.5 per channel in the
-DeviceLoader's `normalize` terms (`DiffusionTask.normalize(in_chans)`).
+DeviceLoader's `normalize` terms (`DDPMProcess.normalize(in_chans)`).
 """
 import contextlib
 import hashlib
@@ -48,7 +48,7 @@ def _device_of(model):
     return next(model.parameters()).device
 
 
-class DiffusionTask:
+class DDPMProcess:
     """The DDPM process around a denoiser `model(x_t, t) -> ε̂` (see the module docstring).
 
     num_train_timesteps T, beta_schedule / beta_start / beta_end: diffusers' schedule options; clip_sample:

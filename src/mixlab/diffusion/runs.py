@@ -34,18 +34,18 @@ def read_diffusion_config(run_dir):
 
 
 def load_denoiser(run_dir, weights="last", device="cpu"):
-    """(model on `device` in eval mode, DiffusionTask, Precision, config) of a diffusion run."""
+    """(model on `device` in eval mode, DDPMProcess, Precision, config) of a diffusion run."""
     from ..checkpoint import load
     from ..device import pick_device
     from ..train.precision import Precision
     from ..train.recipes import Recipe
-    from .ddpm import DiffusionTask
+    from .ddpm import DDPMProcess
 
     config = read_diffusion_config(run_dir)
     recipe = Recipe.from_dict(config["recipe"], f"{Path(run_dir) / 'config.json'} recipe")
     device = pick_device(device)
     model = load(run_dir, weights=_weights_file(weights), map_location="cpu").to(device)
-    return model, DiffusionTask.from_recipe(recipe), Precision(recipe.precision, device), config
+    return model, DDPMProcess.from_recipe(recipe), Precision(recipe.precision, device), config
 
 
 def sample_run(run_dir, n=64, seed=0, steps=None, out=None, weights="last", device="auto", batch_size=256,

@@ -1,4 +1,5 @@
-"""The denoising task of the training engine (`mixlab.train.tasks`): a UNet learns DDPM's L_simple.
+"""The denoising task of the training engine (`mixlab.train.tasks` lists what a task supplies): a UNet learns
+DDPM's L_simple.
 
 The engine owns the loop, the run directory, precision, DDP, EMA, the guards and bit-exact resume; this task
 supplies what differs from classification:
@@ -10,7 +11,7 @@ supplies what differs from classification:
               (resume needs no generator state) and does not depend on the number of ranks: W ranks × B
               images compute the same per-image losses as one process with batch W·B.
     evaluate  the test loss: L_simple on the test split with each image's own fixed (t_i, ε_i)
-              (`DiffusionTask.evaluate`), sharded by rank and summed, so it is the same for every world size
+              (`DDPMProcess.evaluate`), sharded by rank and summed, so it is the same for every world size
     after    a grid of `sample_count` samples from the evaluated (EMA) weights every `sample_every` epochs
     commit    and at the last one, `samples/epoch_NNN.png`, drawn with the run's seed (the same x_T and z
               every time, so successive grids show the same samples improving)
@@ -21,8 +22,7 @@ sample_steps) defines the process, and images must be normalised to [−1, 1] (`
 import torch
 
 from ..train import distributed
-from ..train.tasks import TASKS
-from .ddpm import DiffusionTask, step_generator
+from .ddpm import DDPMProcess, step_generator
 from .grid import save_grid
 
 SAMPLES = "samples"
@@ -44,7 +44,7 @@ class DenoisingTask:
     watch_collapse = False      # no chance level for a regression loss; the non-finite guards still apply
 
     def __init__(self):
-        self.process = None     # the DiffusionTask, built from the run's recipe in `setup`
+        self.process = None     # the DDPMProcess, built from the run's recipe in `setup`
 
     def model_kwargs(self, train_ds):
         c, h, _ = train_ds.image_size
@@ -54,11 +54,11 @@ class DenoisingTask:
         """Build the DDPM process from the recipe and check the run can learn it; returns what config.json
         records about the task."""
         recipe, c = run.recipe, run.train_ds.image_size[0]
-        mean, std = DiffusionTask.normalize(c)
+        mean, std = DDPMProcess.normalize(c)
         if [float(m) for m in run.mean] != list(mean) or [float(s) for s in run.std] != list(std):
             raise ValueError(f"diffusion needs pixels mapped to [-1, 1]: recipe normalize must be [0.5, 0.5], "
                              f"got mean {run.mean} std {run.std} (the ddpm recipe sets it)")
-        self.process = DiffusionTask.from_recipe(recipe)
+        self.process = DDPMProcess.from_recipe(recipe)
         return {"diffusion": self.process.config()}
 
     def loss(self, run, x, y, step, scale):
@@ -111,5 +111,10 @@ class DenoisingTask:
         return (f"test loss {summary['test_loss']:.4f} (best {summary['best_test_loss']:.4f} at epoch "
                 f"{summary['best_epoch']}){grid}")
 
-
-TASKS["diffusion"] = DenoisingTask
+    @staticmethod
+    def evaluate_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None,
+                       subset=None, batch_size=1000):
+        """A finished diffusion run's test loss on a split (`mixlab.diffusion.runs.evaluate_denoiser`)."""
+        from .runs import evaluate_denoiser
+        return evaluate_denoiser(run.path, data=data, split=split, weights=weights, device=device,
+                                 data_dir=data_dir, subset=subset, batch_size=batch_size)

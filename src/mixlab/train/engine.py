@@ -1,16 +1,24 @@
-"""The training loop: one readable epoch loop in the spirit of airbench.
+"""The training loop: one readable epoch loop in the spirit of airbench, shared by every task.
 
-    run = start_run(config)                      # data, recipe, model, optimiser, run directory (locked)
+    run = start_run(config)                      # data, recipe, model, task, optimiser, run directory (locked)
     for epoch in remaining epochs:
-        train_epoch: per step lr ← schedule(step); loss = CE(model(x), y); backward; clip; step; EMA
-        evaluate_epoch: test loss and top-1 (no augmentation unless the recipe's test_augment quirk)
-        commit_epoch: guards (non-finite weights/loss, collapse) → trainer_state.pt → derived files
+        train_epoch: per step lr ← schedule(step); loss = task.loss(run, x, y, step, scale); backward; clip;
+                     step; EMA
+        evaluate_epoch: task.evaluate(run, epoch) on the test split (no augmentation unless the recipe's
+                        test_augment quirk)
+        commit_epoch: guards (non-finite weights/loss, collapse where the task watches for it) →
+                      trainer_state.pt → derived files → task.after_commit
 
-Determinism: the loader's shuffling/augmentation and the dropout RNG are pure functions of (seed, epoch), the
-lr is a pure function of the step, and the commit point holds model + optimiser + EMA + scaler + RNG states,
-so a run killed at any instant and resumed produces bit-identical metrics and weights on CPU.
-Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is split
-over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
+The task (`tasks.TASKS`, chosen by the model's registration) decides what differs: classification
+(`classification.py`: cross-entropy, test loss and top-1, the best epoch by top-1) or diffusion
+(`mixlab.diffusion.task`: DDPM's L_simple on (t, ε) keyed by (seed, step), the fixed-(t, ε) test loss, the best
+epoch by lowest test loss, sample grids after commits). The engine owns the rest.
+
+Determinism: the loader's shuffling/augmentation and the dropout RNG (`state.epoch_seed`) are pure functions of
+(seed, epoch), the lr is a pure function of the step, and the commit point holds model + optimiser + EMA +
+scaler + RNG states, so a run killed at any instant and resumed produces bit-identical metrics and weights on
+CPU. Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is
+split over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
 import dataclasses
 import json
@@ -34,13 +42,9 @@ from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
 from .outputs import print_row, write_outputs
 from .precision import Precision
 from .schedule import lr_at
-from .state import rng_state, set_rng_state
-from .tasks import ClassificationTask, task_for
-
-
-def epoch_seed(seed, epoch, rank):
-    """Dropout / drop-path randomness of one epoch on one rank, independent of what ran before."""
-    return (int(seed) * 1_000_003 + int(epoch)) * 1_009 + int(rank)
+from .classification import ClassificationTask
+from .state import epoch_seed, rng_state, set_rng_state
+from .tasks import task_for
 
 
 def normalisation(spec, dataset):
@@ -324,8 +328,6 @@ def _restore(run, state):
         raise RunError(f"{run.dir / 'trainer_state.pt'} does not fit this run's model or optimiser: {first}") from None
     history = dict(state["history"])
     history.setdefault("collapse", None)
-    if "best_top1" in history:   # trainer states written before tasks named the best metric generically
-        history["best_value"] = history.pop("best_top1")
     run.history, run.start_epoch = history, int(state["epoch"])
 
 

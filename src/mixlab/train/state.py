@@ -1,4 +1,5 @@
-"""RNG states for the trainer state (`trainer_state.pt`, written and read by `RunDir`).
+"""The run's randomness: the per-epoch seed of dropout / drop-path, and the RNG states of the trainer state
+(`trainer_state.pt`, written and read by `RunDir`).
 
 The trainer state is the commit point of an epoch: model, optimizer, EMA, scaler, epoch, history and the
 torch / numpy / python RNG states, written first, so every other file of the run directory (weights,
@@ -11,6 +12,10 @@ import random
 import numpy as np
 import torch
 
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Dropout / drop-path randomness of one epoch on one rank, independent of what ran before."""
+    return (int(seed) * 1_000_003 + int(epoch)) * 1_009 + int(rank)
 
 
 def rng_state():
