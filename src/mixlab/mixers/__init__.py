@@ -23,7 +23,7 @@ MIXERS = {
 _FILE_MIXERS = {}
 
 
-def register_mixer(name, fixed_tokens=None):
+def register_mixer(name: str):
     """Decorator that makes a token mixer class available by name to every isotropic model:
 
         @register_mixer("my_mixer")
@@ -32,15 +32,13 @@ def register_mixer(name, fixed_tokens=None):
             def __init__(self, dim, num_tokens, grid, my_option=1): ...
             def forward(self, x, grid=None): ...   # [B, N, C] -> [B, N, C]
 
-    The capabilities are read from the class. `fixed_tokens=True` here is the older spelling of the class
-    attribute `fixed_tokens = True` (weights that depend on the token count fix the image size).
+    The capabilities are read from the class (`fixed_tokens = True`: weights that depend on the token count
+    fix the image size).
     """
 
     def wrap(cls):
         if name in MIXERS:
             raise ValueError(f"token mixer {name!r} is already registered")
-        if fixed_tokens is not None:
-            cls.fixed_tokens = bool(fixed_tokens)
         MIXERS[name] = cls
         return cls
 

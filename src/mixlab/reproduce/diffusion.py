@@ -21,6 +21,7 @@ from pathlib import Path
 from ..fileio import file_sha256
 from ..rundir import RunDir
 from .report import _one, bullet_notes, mean_std, outcome_notes, paired_rows, recipes_cell
+from .status import run_status
 from .tables import DATASET_LABELS, TABLES, load_published, paper_dataset
 
 FID_MODES = ("auto", "inception", "classifier")
@@ -35,7 +36,6 @@ CLASSIFIER = dict(model="resnet164", model_kwargs={"depth": 20}, recipe="dianet"
 
 def fid_plan(out, found, fid="auto", inception_status=None):
     """{our dataset: {'space': 'inception' | 'classifier', 'why', 'weights' | 'classifier' (run dir)}}."""
-    from .runner import run_status
 
     if fid not in FID_MODES:
         raise ValueError(f"fid must be one of {', '.join(FID_MODES)}, got {fid!r}")
@@ -70,7 +70,6 @@ def classifier_runs(plan):
 def ensure_classifier(path, dataset, subset, device, data_dir, compile, train_fn, log):
     """Train, resume or reuse the feature classifier at `path`; returns its summary."""
     from ..train import TrainConfig
-    from .runner import run_status
 
     status = run_status(path)
     if status == "foreign":

@@ -14,8 +14,8 @@ from ..registry import list_models
 from ..rundir import RunDir
 from .plot import row_gflops
 from .report import answer_questions, build_row, check_claims, render_markdown
+from .status import run_status
 from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
-
 
 
 @dataclass
@@ -85,12 +85,6 @@ def scaled_milestones(milestones, epochs, recipe_epochs):
         if s < epochs and (not scaled or s > scaled[-1]):
             scaled.append(s)
     return scaled
-
-
-def run_status(path):
-    """done (a finished run), partial (a run to resume), new (nothing there yet) or foreign (not a run)."""
-    return {"missing": "new", "empty": "new", "partial": "partial", "finished": "done",
-            "foreign": "foreign"}[RunDir(path).status()]
 
 
 def model_recipe(table, model, recipe, epochs, load_recipe, extra=None):
