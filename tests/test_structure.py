@@ -39,8 +39,8 @@ LAYERS = (
     ("building blocks", ("mixlab.layers", "mixlab.mixers", "mixlab.data")),
     ("models", ("mixlab", "mixlab.registry", "mixlab.timm_models", "mixlab.models", "mixlab.rundir",
                 "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
-    ("engine", ("mixlab.train", "mixlab.bench")),
-    ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce")),
+    ("engine", ("mixlab.train", "mixlab.bench", "mixlab.track")),
+    ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub")),
     ("cli", ("mixlab.cli",)),
 )
 
