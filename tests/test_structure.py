@@ -40,7 +40,8 @@ LAYERS = (
     ("models", ("mixlab", "mixlab.registry", "mixlab.timm_models", "mixlab.models", "mixlab.rundir",
                 "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
     ("engine", ("mixlab.train", "mixlab.bench", "mixlab.track")),
-    ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub")),
+    ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub",
+                      "mixlab.compare")),
     ("cli", ("mixlab.cli",)),
 )
 
