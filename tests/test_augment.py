@@ -250,7 +250,7 @@ def test_strong_run_resumes_bit_exactly_and_evaluates_clean_images(tmp_path, mon
     resumed, bit for bit; the recorded test top-1 is the saved weights' on clean test images (`mixlab eval`)."""
     from safetensors.torch import load_file
     from mixlab.train import TrainConfig, engine, train
-    from mixlab.train.evaluate import evaluate_run
+    from mixlab.train import evaluate_run
     kw = dict(model="mixer_paper", data="synthetic:192x3x16x16:4", recipe="strong", batch_size=32, device="cpu",
               epochs=2, model_kwargs={"depth": 1, "embed_dim": 32, "mlp_hidden_dim": 64},
               overrides={"ema_decay": 0.9})
