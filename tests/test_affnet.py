@@ -135,3 +135,57 @@ def test_cifar_stem_variants_keep_the_weights_and_filter_larger_maps():
     with torch.no_grad():
         assert model.layer5(model.layer4(model.layer3(model.layer2(model.layer1(model.stem(x)))))).shape[-2:] == (4, 4)
         assert model(x).shape == (1, 10)
+
+
+def test_attn_norm_layer_norm_is_a_per_position_channel_layernorm():
+    """The official command-line default: (x − mean_c x) / √(var_c x + 1e-5)·γ + β at every (h, w), stated
+    independently here; the code default LN₂ᴅ normalises over C×H×W at once."""
+    torch.manual_seed(0)
+    model = mixlab.create_model("affnet_et_cifar", attn_norm="layer_norm").double()
+    block = model.layer3[1].blocks[0]
+    assert n_params(model) == n_params(mixlab.create_model("affnet_et_cifar"))   # γ, β of C either way
+    with torch.no_grad():
+        block.norm1.weight.normal_(), block.norm1.bias.normal_()
+    x = torch.randn(2, block.norm1.weight.numel(), 5, 7, dtype=torch.float64)
+    mean = x.mean(1, keepdim=True)
+    var = ((x - mean) ** 2).mean(1, keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-5) * block.norm1.weight[:, None, None] + block.norm1.bias[:, None, None]
+    torch.testing.assert_close(block.norm1(x), expected, rtol=0, atol=1e-12)
+    ln2d = mixlab.create_model("affnet_et_cifar").layer3[1].blocks[0].norm1.double()
+    assert not torch.allclose(ln2d(x), expected)            # the two options differ
+    assert all(type(m.norm) is type(block.norm1) for m in [model.layer4[1], model.layer5[1]])
+    model(torch.randn(2, 3, 32, 32, dtype=torch.float64)).sum().backward()
+
+
+def test_init_official_keeps_pytorch_defaults_and_decays_the_mask_biases():
+    torch.manual_seed(0)
+    ours, official = mixlab.create_model("affnet_t"), mixlab.create_model("affnet_t", init="official")
+    # mixlab: zero linear bias, trunc-normal(0.02) weights; PyTorch's default: U(±1/√fan_in) for both.
+    assert torch.count_nonzero(ours.head.bias) == 0 and torch.count_nonzero(official.head.bias) > 0
+    bound = 1 / math.sqrt(official.head.in_features)
+    assert official.head.weight.abs().max() <= bound < ours.head.weight.abs().max()   # normal(0.02) tails pass it
+    conv = official.stem[0].weight            # kaiming_uniform(a=√5): |w| ≤ 1/√fan_in
+    assert conv.abs().max() <= 1 / math.sqrt(conv[0].numel())
+    assert ours.stem[0].weight.abs().max() > 1 / math.sqrt(conv[0].numel())   # Kaiming fan-out normal is wider
+    assert ours.no_weight_decay() and official.no_weight_decay() == set()
+    assert all(n.endswith(("filter.b1", "filter.b2")) for n in ours.no_weight_decay())
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"attn_norm": "batch_norm"}, "attn_norm"),
+                                            ({"init": "xavier"}, "init")])
+def test_bad_norm_or_init_is_refused(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        mixlab.create_model("affnet_et", **kwargs)
+
+
+def test_models_prints_gmacs_beside_gflops_and_affnet_matches_the_published_macs(capsys):
+    """The AFF README's 0.4 / 0.8 / 1.5 "G FLOPs" are multiply-adds: mixlab's GMACs column (FLOPs / 2) meets
+    them, its GFLOPs column is twice as large."""
+    from mixlab.cli import main
+    assert main(["models", "affnet_t", "--flops", "--num-classes", "1000"]) == 0
+    head, row = capsys.readouterr().out.splitlines()[:2]
+    assert "GFLOPs" in head and "GMACs" in head
+    gflops, gmacs = (float(v) for v in row.split()[4:6])
+    assert gmacs == pytest.approx(gflops / 2, abs=1e-4)
+    published = mixlab.model_cfg("affnet_t")["published"]["gmacs"]
+    assert round(gmacs, 1) == published == 0.8 and gflops > 1.5

@@ -59,7 +59,9 @@ def _num(v, fmt):
 
 COLUMNS = [  # header, key, formatter
     ("model", "model", str), ("px", "img_size", str), ("N", "tokens", lambda v: str(v) if v else "-"),
-    ("params", "params", _si), ("FLOPs fwd", "flops_fwd", _si), ("FLOPs f+b", "flops_fwd_bwd", _si),
+    ("params", "params", _si), ("FLOPs fwd", "flops_fwd", _si),
+    ("MACs fwd", "flops_fwd", lambda v: _si(v / 2 if isinstance(v, (int, float)) else v)),   # MACs = FLOPs / 2
+    ("FLOPs f+b", "flops_fwd_bwd", _si),
     ("mixer%", "mixer_share", lambda v: _num(v, ".0%")),
     ("inf ms", "infer_step_ms", lambda v: _num(v, ".1f")), ("inf img/s", "infer_throughput", lambda v: _num(v, ".1f")),
     ("trn ms", "train_step_ms", lambda v: _num(v, ".1f")), ("trn img/s", "train_throughput", lambda v: _num(v, ".1f")),

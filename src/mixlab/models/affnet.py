@@ -24,7 +24,7 @@ option (`model.activation.name`), which MobileViT-style configs set to swish (Si
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from timm.layers import DropPath, make_divisible, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, make_divisible, trunc_normal_
 from timm.models._features import feature_take_indices
 
 from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
@@ -40,9 +40,11 @@ AFFNET_CONFIGS = {
     "affnet_t": dict(mv2_expand=4, channels=(32, 48, 96, 160, 192)),    # "x_small"
     "affnet": dict(mv2_expand=4, channels=(32, 64, 128, 256, 320)),     # "small"
 }
-PUBLISHED = {"affnet_et": dict(params_m=1.4, top1=73.0, gflops=0.4),
-             "affnet_t": dict(params_m=2.6, top1=77.0, gflops=0.8),
-             "affnet": dict(params_m=5.5, top1=79.8, gflops=1.5)}
+# The paper's and README's "0.4 / 0.8 / 1.5 G FLOPs" are multiply-adds (ml-cvnets' profiler counts MACs):
+# mixlab's counter, FLOPs = 2·MACs, gives 0.72 / 1.59 / 2.93 GFLOPs, i.e. 0.36 / 0.80 / 1.47 GMACs.
+PUBLISHED = {"affnet_et": dict(params_m=1.4, top1=73.0, gmacs=0.4),
+             "affnet_t": dict(params_m=2.6, top1=77.0, gmacs=0.8),
+             "affnet": dict(params_m=5.5, top1=79.8, gmacs=1.5)}
 
 
 def conv_norm_act(in_chans, out_chans, kernel_size=1, stride=1, groups=1, act=nn.SiLU):
@@ -71,14 +73,35 @@ class InvertedResidual(nn.Module):
         return x + self.block(x) if self.use_skip else self.block(x)
 
 
+ATTN_NORMS = ("layer_norm_2d", "layer_norm")
+INITS = ("mixlab", "official")
+
+
+def attn_norm_layer(name: str, dim: int) -> nn.Module:
+    """The norm around AFF's token mixer, ml-cvnets' `attn_norm_layer` option:
+
+    - "layer_norm_2d": LN₂ᴅ, one mean and variance over all of C×H×W per image (GroupNorm with one group), the
+      default in the official code (`MobileViTBlock(attn_norm_layer="layer_norm_2d")`) and mixlab's default;
+    - "layer_norm": a LayerNorm over the C channels at each position, (x − mean_c x) / √(var_c x + 1e-5)·γ + β,
+      the default of the official command-line option (`--model.classification.mit.attn-norm-layer`).
+    The authors' configs are not in the repository, so which one the published nets used is not known.
+    """
+    if name == "layer_norm_2d":
+        return nn.GroupNorm(1, dim)
+    if name == "layer_norm":
+        return LayerNorm2d(dim, eps=1e-5)   # ml-cvnets' LayerNorm eps
+    raise ValueError(f"AFFNet: unknown attn_norm {name!r}; choose one of {list(ATTN_NORMS)}")
+
+
 class AFFTransformerBlock(nn.Module):
     """x + DropPath(AFF(LN₂ᴅ(MV2(LN₂ᴅ(x))))): FFN before the mixer, one outer skip (official `double_skip=False`)."""
 
-    def __init__(self, dim, ffn_dim, num_groups=8, act=nn.SiLU, mask_act="silu", drop_path=0.0, fft_impl="torch"):
+    def __init__(self, dim, ffn_dim, num_groups=8, act=nn.SiLU, mask_act="silu", drop_path=0.0, fft_impl="torch",
+                 attn_norm="layer_norm_2d"):
         super().__init__()
-        self.norm1 = nn.GroupNorm(1, dim)
+        self.norm1 = attn_norm_layer(attn_norm, dim)
         self.mlp = InvertedResidual(dim, dim, 1, ffn_dim / dim, act=act)
-        self.norm2 = nn.GroupNorm(1, dim)
+        self.norm2 = attn_norm_layer(attn_norm, dim)
         self.filter = AdaptiveFrequencyFilter(dim, num_groups, act=mask_act, inner_skip=True, fft_impl=fft_impl)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -91,13 +114,14 @@ class AFFBlock(nn.Module):
     Blocks → LN₂ᴅ → 1×1 conv (C_t→C, BN) → [fusion: concat(x, ·) → 1×1 conv (2C→C, BN+act)]."""
 
     def __init__(self, in_chans, dim, ffn_dim, depth, act=nn.SiLU, mask_act="silu", drop_path=(),
-                 fusion=True, fft_impl="torch"):
+                 fusion=True, fft_impl="torch", attn_norm="layer_norm_2d"):
         super().__init__()
         drop_path = list(drop_path) or [0.0] * depth
         self.blocks = nn.Sequential(*[
-            AFFTransformerBlock(dim, ffn_dim, act=act, mask_act=mask_act, drop_path=drop_path[i], fft_impl=fft_impl)
+            AFFTransformerBlock(dim, ffn_dim, act=act, mask_act=mask_act, drop_path=drop_path[i], fft_impl=fft_impl,
+                                attn_norm=attn_norm)
             for i in range(depth)])
-        self.norm = nn.GroupNorm(1, dim)
+        self.norm = attn_norm_layer(attn_norm, dim)
         self.proj = conv_norm_act(dim, in_chans, 1, act=None)
         self.fusion = conv_norm_act(2 * in_chans, in_chans, 1, act=act) if fusion else None
 
@@ -113,6 +137,12 @@ class AFFNet(ClassifierApi, nn.Module):
     Features (timm): `feature_info` lists the five stages layer1–layer5 (strides 2–32, or 1–8 with the CIFAR
     stem), the multi-scale maps the AFF paper's DeepLabv3 and SSDLite heads read; `global_pool=''` leaves the
     head's feature map unpooled.
+
+    Options where the official code is ambiguous (docs/models.md): `attn_norm` ("layer_norm_2d" default, or
+    "layer_norm", see `attn_norm_layer`); `init` "mixlab" (default: Kaiming fan-out convs, unit/zero norms,
+    trunc-normal(0.02) linear with zero bias, the initialisation ml-cvnets gives its other classifiers, and
+    the AFF mask biases left out of weight decay) or "official" (AFFNet's `reset_parameters` initialises
+    nothing, so every layer keeps PyTorch's default, and the official optimizer decays the mask biases).
     """
 
     default_norm = "unit"   # ml-cvnets' ImageNet pipeline: ToTensor only (mixlab.data.normalization)
@@ -133,8 +163,12 @@ class AFFNet(ClassifierApi, nn.Module):
     def __init__(self, channels=(32, 64, 128, 256, 320), depths=(2, 4, 3), mv2_expand=4, ffn_ratio=2.0,
                  stem_chans=16, head_exp=4, head_max=960, num_classes=1000, in_chans=3, img_size=256,
                  act="silu", drop_rate=0.0, drop_path_rate=0.0, fusion=True, fft_impl="torch", global_pool="avg",
-                 cifar_stem=False):
+                 cifar_stem=False, attn_norm="layer_norm_2d", init="mixlab"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"AFFNet: unknown init {init!r}; choose one of {list(INITS)}")
+        attn_norm_layer(attn_norm, 1)   # refuse an unknown norm before building anything
+        self.init = init
         if act not in _ACTS:
             raise ValueError(f"AFFNet: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
         if len(channels) != 5 or len(depths) != 3:
@@ -159,7 +193,8 @@ class AFFNet(ClassifierApi, nn.Module):
             stages.append(nn.Sequential(
                 InvertedResidual(prev, dim, 2, mv2_expand, act=act_layer),
                 AFFBlock(dim, dim, int(ffn_ratio * dim), depth, act=act_layer, mask_act=act,
-                         drop_path=dpr[start:start + depth], fusion=fusion, fft_impl=fft_impl)))
+                         drop_path=dpr[start:start + depth], fusion=fusion, fft_impl=fft_impl,
+                         attn_norm=attn_norm)))
             prev, start = dim, start + depth
         self.layer3, self.layer4, self.layer5 = stages
         strides = self.stage_strides(cifar_stem)
@@ -169,13 +204,17 @@ class AFFNet(ClassifierApi, nn.Module):
         self.conv_head = conv_norm_act(prev, self.num_features, 1, act=act_layer)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        if not self.stem[0].weight.is_meta:   # on the meta device there are no values to initialise
+        # On the meta device there are no values to initialise; "official" keeps PyTorch's defaults.
+        if init == "mixlab" and not self.stem[0].weight.is_meta:
             self.apply(_init_weights)
 
     # --- timm model API -------------------------------------------------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self):
-        """The AFF mask biases are multi-dimensional, so optimizers that skip 1-D tensors would decay them."""
+        """The AFF mask biases are multi-dimensional, so optimizers that skip 1-D tensors would decay them;
+        `init="official"` decays them, as the official optimizer does."""
+        if self.init == "official":
+            return set()
         return {n for n, _ in self.named_parameters() if n.endswith(("filter.b1", "filter.b2"))}
 
     @torch.jit.ignore

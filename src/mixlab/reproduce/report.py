@@ -138,6 +138,11 @@ def bullet_notes(notes):
     return [""] + [f"- {n}" for n in notes] if notes else []
 
 
+def _half(gflops):
+    """GMACs from GFLOPs (mixlab counts FLOPs = 2·MACs; many papers print MACs and call them FLOPs)."""
+    return gflops / 2 if isinstance(gflops, (int, float)) else None
+
+
 def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=None, questions=()):
     """The side-by-side table as GitHub markdown, with footnotes for every marker it uses."""
     spec = TABLES[table]
@@ -147,8 +152,8 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         lines += [f"Recipe {recipes}; ours = final-epoch test top-1 (%), mean ± sample std over seeds; "
                   "diff = ours − published (points).", ""]
         lines += ["| model | dataset | precision | epochs | seeds | ours top-1 | published | diff | best-epoch "
-                  "| params | GFLOPs | s/run | device | other reported |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| params | GFLOPs | GMACs | s/run | device | other reported |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ours = _fmt(r["top1_mean"]) + ("" if r["top1_std"] is None else f" ± {r['top1_std']:.2f}")
         ours += " ↯" if r.get("collapsed") else ""
@@ -162,7 +167,7 @@ def render_markdown(table, rows, skipped=(), failed=(), claims=(), overrides=Non
         lines.append(f"| {r['model']} | {_dataset_cell(r)} | {r.get('precision') or 'n/a'} | {epochs} | "
                      f"{r['seeds']} | {ours} | "
                      f"{_fmt(r['published'])} | {diff} | {_fmt(r['best_top1_mean'])} | {params} | "
-                     f"{_fmt(r.get('gflops'), 3)} | {r['train_seconds']:.1f} | {r['device']} | {context} |")
+                     f"{_fmt(r.get('gflops'), 3)} | {_fmt(_half(r.get('gflops')), 3)} | {r['train_seconds']:.1f} | {r['device']} | {context} |")
     notes = []
     augmentations = {}
     for r in rows:
