@@ -7,10 +7,10 @@ import importlib
 import json
 import sys
 
-VERBS = ["models", "train", "eval", "sample", "demo", "compare", "bench", "reproduce", "sweep", "export", "predict", "analyze"]
+VERBS = ["models", "train", "eval", "sample", "demo", "compare", "bench", "reproduce", "sweep", "export", "predict", "analyze", "data"]
 _MODULES = {"models": "models", "train": "train", "eval": "train", "sample": "sample", "demo": "demo",
             "compare": "compare", "bench": "bench", "reproduce": "reproduce", "sweep": "sweep", "export": "export", "predict": "export",
-            "analyze": "analyze"}
+            "analyze": "analyze", "data": "data"}
 
 
 def _int_at_least(low, what):
