@@ -55,3 +55,18 @@ def shell_payload(tmp_path):
     only if the payload ran."""
     marker = tmp_path / "pwned"
     return ShellPayload(marker), marker
+
+
+TINY_KWARGS = {"depth": 1, "embed_dim": 16, "mlp_hidden_dim": 32}
+TINY_DATA = "synthetic:96x1x16x16:4"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished 1-epoch run of a tiny mixer_paper on synthetic data, trained once for the whole session
+    (copy it before changing anything in it)."""
+    from mixlab.train import TrainConfig, train
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(TrainConfig(model="mixer_paper", data=TINY_DATA, epochs=1, batch_size=32, device="cpu", out=str(out),
+                      model_kwargs=dict(TINY_KWARGS)), log=None)
+    return out

@@ -155,7 +155,8 @@ def test_a_sweep_trains_every_point_once_and_a_rerun_reads_them(tmp_path):
         out.mkdir(parents=True)
         summary = {"model": cfg.model, "completed": True, "test_top1": 10.0 * cfg.model_kwargs["depth"] + cfg.seed,
                    "best_test_top1": 50.0, "params": 1000, "train_seconds": 1.0}
-        (out / "config.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": {}}))
+        (out / "config.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs,
+                                                     "train": cfg.to_dict(), "recipe": {"epochs": cfg.epochs}}))
         (out / "summary.json").write_text(json.dumps(summary))
         return summary
 

@@ -27,11 +27,14 @@ def fake_load_recipe(name):
     return Recipe.from_dict(FAKE_RECIPES[name])
 
 
-def write_run(path, model, summary=None, overrides=None):
-    """A run directory as the engine leaves it: config.json (+ summary.json when given)."""
+def write_run(path, model, summary=None, overrides=None, cfg=None):
+    """A run directory as the engine leaves it: config.json, recording the request `cfg` when given
+    (+ summary.json when given)."""
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps({"model": model, "model_kwargs": {},
-                                                  "train": {"model": model, "overrides": overrides or {}}}))
+    train = cfg.to_dict() if cfg is not None else {"model": model, "overrides": overrides or {}}
+    recipe = {"name": cfg.recipe, "epochs": cfg.epochs} if cfg is not None else {}
+    (path / "config.json").write_text(json.dumps({"model": model, "model_kwargs": train.get("model_kwargs", {}),
+                                                  "train": train, "recipe": recipe}))
     if summary is not None:
         (path / "summary.json").write_text(json.dumps(summary))
 
@@ -207,7 +210,7 @@ def _fake_trainer(calls):
         top1 = 50.0 + 10 * ("ninformer" in cfg.model) + cfg.seed
         s = summary(cfg.model, cfg.data, top1, seed=cfg.seed, epochs=cfg.epochs, recipe=cfg.recipe,
                     subset=cfg.subset)
-        write_run(out, cfg.model, s, cfg.overrides)
+        write_run(out, cfg.model, s, cfg.overrides, cfg)
         return s
     return train_fn
 

@@ -59,11 +59,8 @@ def snapshot(folder):
 
 # --- a finished run, and fixtures for the hand-edited and corrupted cases -------------------------------
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    root = tmp_path_factory.mktemp("finished")
-    train(TrainConfig(model="mixer_paper", data=DATA, epochs=1, batch_size=32, device="cpu", out=str(root / "run"),
-                      model_kwargs=dict(TINY)), log=None)
-    return root / "run"
+def finished(tiny_run):
+    return tiny_run   # conftest's session run: TINY on DATA, 1 epoch
 
 
 def copy_run(run, dest, config_edit=None, state_bytes=None):

@@ -73,6 +73,17 @@ def ensure_folder(folder):
     return folder
 
 
+def safe_name(name, what):
+    """`name` as one path component under a root the caller chose, or a one-line ValueError: a user value
+    (a sweep grid value, a recipe's name) must never lead a write outside that root."""
+    text = str(name)
+    if not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text or \
+            (os.altsep and os.altsep in text):
+        raise ValueError(f"{what} {text!r} cannot name a folder (it must not be empty, '.', '..' or hold a "
+                         f"path separator)")
+    return text
+
+
 def check_writable(path):
     """Fail now, in one line, if `path` could not be written later (a long job should not find out at its
     end). Creates the parent folder as a side effect."""
@@ -115,10 +126,11 @@ def atomic_write(path, write_fn, suffix=""):
         raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {reason}") from None
 
 
-def clean_temp_files(folder):
-    """Remove the temp files killed writers left in `folder`; returns how many were removed."""
+def clean_temp_files(folder, name=None):
+    """Remove the temp files killed writers left in `folder` (only those of target `name` when given: the
+    caller may hold no lock on the folder, only on its own target); returns how many were removed."""
     removed = 0
-    for p in Path(folder).glob(f".*{TEMP_MARK}*"):
+    for p in Path(folder).glob(f".{name}{TEMP_MARK}*" if name else f".*{TEMP_MARK}*"):
         try:
             p.unlink()
             removed += 1

@@ -133,6 +133,8 @@ class RunDir:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise RunError(f"{path} is not valid JSON ({e})") from None
+        except RecursionError:   # thousands of nested brackets: no run writes that
+            raise RunError(f"{path} is not a mixlab file (its JSON is nested too deeply)") from None
 
     def read_config(self, need=()):
         """config.json, checked for what rebuilds the model (and for the extra keys in `need`)."""
@@ -189,7 +191,7 @@ class RunDir:
         try:
             with open(self / METRICS, newline="") as f:
                 return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, TypeError, csv.Error) as e:   # a short row's missing cell is None
             raise RunError(f"{self / METRICS} is not readable as a metrics table: {_first_line(e)}") from None
 
     def read_state(self):
@@ -211,6 +213,12 @@ class RunDir:
         missing = [k for k in STATE_KEYS if k not in state]
         if missing:
             raise RunError(f"{path} is not a mixlab trainer state (missing {', '.join(missing)})")
+        epoch, history = state["epoch"], state["history"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise RunError(f"{path} is damaged: its epoch is {epoch!r}, not a count of epochs")
+        if not isinstance(history, dict) or not isinstance(history.get("rows"), list) or \
+                not all(isinstance(r, dict) for r in history["rows"]):
+            raise RunError(f"{path} is damaged: its history holds no list of epoch rows")
         return state
 
     # --- writing --------------------------------------------------------------------------------------
@@ -311,37 +319,3 @@ _NEED_WHY = {
     "recipe": "it does not record the resolved recipe",
     "class_names": "the classes cannot be named",
 }
-
-
-def prepare_for_training(rundir, resume=False, overwrite=False, log=print):
-    """Check that a training run may write into `rundir` and say how: 'new' or 'resume'.
-
-    resume: continue a partial run (or extend a finished one); a folder with completed epochs but no
-    trainer state cannot be continued exactly and is refused. Otherwise the folder must be missing or
-    empty, or `overwrite` must be given (the old run's own files are then removed).
-    """
-    status = rundir.status()
-    if resume:
-        if status == "missing":
-            raise FileNotFoundError(f"nothing to resume at {rundir.path}: it does not exist")
-        if status == "empty":
-            log(f"{rundir.path} holds no checkpoint yet; starting from scratch there")
-            return "new"
-        if status == "foreign":
-            raise RunError(f"cannot resume: {rundir.describe()}")
-        if not (rundir / CONFIG).is_file() or not (rundir / STATE).is_file():
-            if rundir.epochs_done() > 0 or (rundir / LAST).exists():
-                raise RunError(f"cannot resume {rundir.path}: it has completed epochs but no {STATE} (deleted?), "
-                               f"so it cannot continue exactly; pass --overwrite to train it again from scratch")
-            log(f"{rundir.path} holds no checkpoint yet; starting from scratch there")
-            return "new"
-        return "resume"
-    if status in ("missing", "empty"):
-        return "new"
-    if not overwrite:
-        hint = {"finished": "pass --overwrite to replace it, or --resume with more --epochs to extend it",
-                "partial": f"continue it with --resume {rundir.path}, or pass --overwrite to replace it",
-                "foreign": "choose another --out (or --overwrite to write the run's files beside them)"}[status]
-        raise RunError(f"{rundir.describe()}; {hint}")
-    log(f"--overwrite: removing the previous run's files in {rundir.path}")
-    return "overwrite"

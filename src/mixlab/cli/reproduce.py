@@ -35,6 +35,9 @@ def add_parser(sub):
                         "2024 quirk); the default --out then names it")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="runs/reproduce/<table>[-<recipe>] by default")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again the runs whose directory holds a run of another request (other epochs, "
+                        "subset, …); without it such a run is refused before anything trains")
     p.add_argument("--json", dest="json_path", default=None, help="also write the JSON rows here")
     p.add_argument("--markdown", default=None, help="also write the markdown table here")
     p.add_argument("--plot", action="store_true",
@@ -90,7 +93,8 @@ def run(args):
                        compile=args.compile, dry_run=args.dry_run, json_path=args.json_path,
                        markdown_path=args.markdown, overrides=parse_overrides(args.overrides), plot=args.plot,
                        fid=args.fid, fid_samples=args.fid_samples, command=shlex.join(["mixlab"] + sys.argv[1:]),
-                       log=_log, launcher=None if args.dry_run else launcher_from(args), trackers=args.log)
+                       log=_log, launcher=None if args.dry_run else launcher_from(args), trackers=args.log,
+                       overwrite=args.overwrite)
     if args.dry_run:
         _print_plan(report)
         return 0

@@ -28,6 +28,9 @@ def add_parser(sub):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--data-workers", type=nonnegative_int, default=None, metavar="N")
     p.add_argument("--out", default="runs/sweep")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again the points whose directory holds a run of another request (other epochs, "
+                        "subset, …); without it such a point is refused before anything trains")
     p.add_argument("--json", dest="json_path", default=None, help="also write the rows here")
     add_log_argument(p)
     add_launch_arguments(p)
@@ -46,7 +49,7 @@ def run(args):
     base = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
                        batch_size=args.batch_size, subset=args.subset, device=args.device, data_dir=args.data_dir,
                        model_kwargs=args.model_kwargs, overrides=overrides, data_workers=args.data_workers,
-                       trackers=args.log)
+                       trackers=args.log, overwrite=args.overwrite)
     grid, model_grid = parse_grid(args.grid), parse_grid(args.model_grid, "--model-grid")
     rows = sweep(base, grid, model_grid, seeds=args.seeds, out=args.out, launcher=launcher_from(args),
                  log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -18,6 +18,7 @@ the real set, n, seed and steps, so a rerun neither trains nor samples again.
 import json
 from pathlib import Path
 
+from ..decision import decide
 from ..fileio import file_sha256
 from ..rundir import RunDir
 from .report import _one, bullet_notes, mean_std, outcome_notes, paired_rows, recipes_cell
@@ -71,23 +72,18 @@ def ensure_classifier(path, dataset, subset, device, data_dir, compile, train_fn
     """Train, resume or reuse the feature classifier at `path`; returns its summary."""
     from ..train import TrainConfig
 
-    status = run_status(path)
-    if status == "foreign":
+    if run_status(path) == "foreign":
         raise ValueError(f"{RunDir(path).describe()}; move it away or pass another --out")
-    if status == "done":
-        summary = RunDir(path).read_summary()
-        for key, want in (("model", CLASSIFIER["model"]), ("epochs", CLASSIFIER["epochs"]), ("subset", subset)):
-            if summary.get(key) != want:
-                raise ValueError(f"{path} was trained with {key}={summary.get(key)!r}, not {want!r}; move it away "
-                                 f"or pass another --out")
-        return summary
-    log(f"{'training' if status == 'new' else 'resuming'} the FID feature classifier {CLASSIFIER['model']} "
-        f"{json.dumps(CLASSIFIER['model_kwargs'])} on {dataset} ({CLASSIFIER['epochs']} epochs) -> {path}")
     cfg = TrainConfig(model=CLASSIFIER["model"], data=dataset, recipe=CLASSIFIER["recipe"],
-                      epochs=CLASSIFIER["epochs"], subset=subset, device=device, out=str(path),
-                      resume=str(path) if status == "partial" else None, seed=0, data_dir=data_dir,
-                      compile=compile, model_kwargs=dict(CLASSIFIER["model_kwargs"]),
+                      epochs=CLASSIFIER["epochs"], subset=subset, device=device, out=str(path), seed=0,
+                      data_dir=data_dir, compile=compile, model_kwargs=dict(CLASSIFIER["model_kwargs"]),
                       overrides=dict(CLASSIFIER["overrides"]))
+    decision = decide(RunDir(path), cfg, reuse=True)   # another request's classifier: refused in one line
+    if decision.action == "reuse":
+        return decision.summary
+    log(f"{'resuming' if decision.config.resume else 'training'} the FID feature classifier {CLASSIFIER['model']} "
+        f"{json.dumps(CLASSIFIER['model_kwargs'])} on {dataset} ({CLASSIFIER['epochs']} epochs) -> {path}")
+    cfg = decision.config
     return train_fn(cfg)
 
 

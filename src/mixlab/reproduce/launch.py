@@ -41,7 +41,7 @@ def attempt(train_fn, cfg, log=None):
     killed job left half-trained is continued, never refused or restarted.
     """
     from ..rundir import RunDir
-    if cfg.resume is None and cfg.out and RunDir(cfg.out).status() == "partial":
+    if cfg.resume is None and not cfg.overwrite and cfg.out and RunDir(cfg.out).status() == "partial":
         cfg.resume = cfg.out
     try:
         takes_log = log is not None and "log" in inspect.signature(train_fn).parameters

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..registry import list_models
+from ..decision import decide
+from ..fileio import check_writable, safe_name
 from ..rundir import RunDir
 from .plot import row_gflops
 from .report import answer_questions, build_row, check_claims, render_markdown
@@ -48,7 +50,8 @@ def default_out(table, recipe, overrides=None):
     spec = get_table(table)
     parts = [table] + ([] if recipe == spec.recipe else [recipe])
     parts += [f"{k}={json.dumps(v).replace(' ', '')}" for k, v in sorted((overrides or {}).items())]
-    return Path("runs", "reproduce", "-".join(parts))
+    # a recipe file's name or an override value with '/' or '..' must not move the output out of runs/
+    return Path("runs", "reproduce", safe_name("-".join(parts), "the default output folder"))
 
 
 def resolve_datasets(names, probe):
@@ -130,19 +133,6 @@ def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra
     return runs
 
 
-def _check_done(run, summary, recipe_name, subset):
-    """Why a completed run is not the one asked for (None when it is)."""
-    for key, want in (("epochs", run.epochs), ("recipe", recipe_name), ("subset", subset), ("seed", run.seed)):
-        if summary.get(key) != want:
-            return f"{run.path} was trained with {key}={summary.get(key)!r}, not {want!r}"
-    train = RunDir(run.path).read_config(need=("train",))["train"]
-    for key, want in (("overrides", run.overrides), ("model_kwargs", run.model_kwargs)):
-        had = train.get(key)
-        if had is not None and json.dumps(had, sort_keys=True) != json.dumps(want, sort_keys=True):
-            return f"{run.path} was trained with {key.replace('_', ' ')} {had}, not {want}"
-    return None
-
-
 def final_result(summary):
     """A finished run's result in words: top-1 for a classifier, test loss for a denoiser."""
     if summary.get("test_top1") is None and summary.get("test_loss") is not None:
@@ -151,7 +141,7 @@ def final_result(summary):
 
 
 def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log, launcher=None,
-            trackers=()):
+            trackers=(), overwrite=False):
     """Train or resume every run not done, through `launcher` (launch.py; default: one after another in this
     process); (summaries by (model, dataset) in plan order, failures)."""
     from ..train import TrainConfig
@@ -164,23 +154,20 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
                          "error": f"{RunDir(run.path).describe()}; move it away or pass another --out"}
             log(f"    skipped: {failed[i]['error']}")
             continue
-        if run.status == "done":
-            summary = RunDir(run.path).read_summary()
-            mismatch = _check_done(run, summary, recipe_name, subset)
-            if mismatch and mismatch.startswith(f"{run.path} was trained with epochs=") and \
-                    summary.get("epochs", 0) < run.epochs:
-                summary = None   # more epochs asked of a finished run: the engine continues it
-            elif mismatch:
-                raise ValueError(f"{mismatch}; pass another --out or the same settings")
-            if summary is not None:
-                summaries[i] = summary
-                continue
-        jobs.append((i, TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs),
-                                    data=run.dataset, recipe=recipe, epochs=run.epochs,
-                                    batch_size=batch_size, subset=subset, device=device, out=str(run.path),
-                                    resume=str(run.path) if run.status != "new" else None, seed=run.seed,
-                                    data_dir=data_dir, compile=compile, overrides=dict(run.overrides),
-                                    trackers=tuple(trackers))))
+        cfg = TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs), data=run.dataset,
+                          recipe=recipe, epochs=run.epochs, batch_size=batch_size, subset=subset, device=device,
+                          out=str(run.path), seed=run.seed, data_dir=data_dir, compile=compile,
+                          overrides=dict(run.overrides), trackers=tuple(trackers),
+                          overwrite=overwrite)
+        # one owner decides (decision.py): a finished run of this very request is reused, an unfinished one
+        # resumed; a run of another request (epochs, subset, recipe values…) is refused before anything trains
+        decision = decide(RunDir(run.path), cfg, reuse=True)
+        if decision.action == "reuse":
+            summaries[i] = decision.summary
+            continue
+        if decision.note:
+            log(decision.note)
+        jobs.append((i, decision.config))
     launcher = launcher or Sequential(train_fn)
     if getattr(launcher, "train_fn", None) is None:
         launcher.train_fn = train_fn
@@ -188,10 +175,12 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
         log(f"{len(jobs)} runs to train: {launcher.describe()}")
     started = []
 
+    configs = dict(jobs)
+
     def on_start(i):
         run = runs[i]
         started.append(i)
-        action = "training" if run.status == "new" else "resuming"
+        action = "training again" if configs[i].overwrite else "resuming" if runs[i].status == "partial" else "training"
         log(f"[{len(started)}/{len(jobs)}] {action} {run.model} on {run.dataset} seed {run.seed} "
             f"({run.epochs} epochs) -> {run.path}")
 
@@ -218,7 +207,7 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
 def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
               device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
               markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
-              cost_fn=None, fid="auto", fid_samples=None, launcher=None, trackers=()):
+              cost_fn=None, fid="auto", fid_samples=None, launcher=None, trackers=(), overwrite=False):
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
     Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
@@ -227,6 +216,7 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     A diffusion table (dia-diffusion) scores its runs by Fréchet distance after they finish (reproduce/diffusion.py):
     `fid` auto | inception | classifier picks the feature space, `fid_samples` caps the samples per run.
     `trackers` (mixlab.track names) log every run to those experiment trackers too.
+    `overwrite` trains again a run whose directory holds another request's run (refused without it).
     """
     from ..train import load_recipe
 
@@ -240,6 +230,8 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
     if missing:
         raise ValueError(f"model(s) {', '.join(missing)} of the {table} table are not registered in this mixlab")
     names = select(spec.datasets, datasets, "dataset")
+    if out is not None and not str(out).strip():
+        raise ValueError("--out '' names no folder: give a directory for the table's runs")
     out = Path(out) if out else default_out(table, recipe_name, overrides)
     if probe is None:
         probe = _data_probe(data_dir)
@@ -261,10 +253,13 @@ def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=No
         report["runs"] += diffusion.classifier_runs(fid_plan)
     if dry_run:
         return report
+    for path in (out / f"{table}.json", out / f"{table}.md", json_path, markdown_path):
+        if path:   # a report that cannot be written must fail now, not after hours of training
+            check_writable(path)
     if train_fn is None:
         from ..train import train as train_fn
     results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
-                              train_fn, log, launcher, trackers=trackers)
+                              train_fn, log, launcher, trackers=trackers, overwrite=overwrite)
     published = load_published()
     if spec.task == "diffusion":   # rows are Fréchet distances of the finished runs' samples
         recipe_epochs = {m: model_recipe(table, m, recipe, epochs, load_recipe, overrides)[2] for m in models}

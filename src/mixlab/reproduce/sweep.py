@@ -2,13 +2,16 @@
 
 Every point of the grid (the product of the values of each key, times the seeds) is an ordinary run
 directory, `OUT/<key=value,…>/seed<k>/`; a rerun reads finished points, resumes partial ones and trains the
-rest, so a sweep resumes like a table. `grid` holds recipe keys (validated as `--set` is), `model_grid` model
+rest, so a sweep resumes like a table. A point's directory that holds another request's run (other epochs,
+subset, seed, values) is never reported as the point: it is refused, or with `overwrite` trained again. `grid` holds recipe keys (validated as `--set` is), `model_grid` model
 keyword arguments; values are JSON when they parse as JSON (numbers, true/false), strings otherwise.
 """
 import itertools
 import json
 from pathlib import Path
 
+from ..decision import decide
+from ..fileio import safe_name
 from ..rundir import RunDir
 from ..train.recipes import parse_value
 
@@ -27,7 +30,9 @@ def parse_grid(items, what="--grid"):
 
 
 def _name(point):
-    return ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()) or "base"
+    """The point's folder name; a value that would leave OUT (a '/' or '..' in it) is refused in one line."""
+    name = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in point.items()) or "base"
+    return safe_name(name, "the grid point")
 
 
 def plan_sweep(base, grid, model_grid, seeds, out):
@@ -56,16 +61,21 @@ def sweep(base, grid, model_grid=None, seeds=1, out="runs/sweep", launcher=None,
     and seed, in grid order, and writes OUT/sweep.json."""
     from ..fileio import write_json
     from .launch import Sequential
+    if not str(out).strip():
+        raise ValueError("--out '' names no folder: give a directory for the sweep's runs")
     jobs = plan_sweep(base, grid, model_grid or {}, seeds, out)
     rows, todo = {}, []
     for i, (point, cfg) in enumerate(jobs):
-        status = RunDir(cfg.out).status()
-        if status == "finished":
-            rows[i] = RunDir(cfg.out).read_summary()
-        elif status == "foreign":
-            raise ValueError(f"{RunDir(cfg.out).describe()}; move it away or pass another --out")
+        # a finished point is the answer only when it is the run asked for (decision.py); a run of another
+        # request (other --epochs, --subset, …) is refused here, before anything trains, or with
+        # --overwrite trained again
+        decision = decide(RunDir(cfg.out), cfg, reuse=True)
+        if decision.action == "reuse":
+            rows[i] = decision.summary
         else:
-            todo.append((i, cfg))
+            if decision.note:
+                log(decision.note)
+            todo.append((i, decision.config))
     launcher = launcher or Sequential()
     started = []
 

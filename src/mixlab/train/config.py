@@ -5,17 +5,13 @@ asked, the recipe what was used; config.json records both). `check` rejects bad 
 anything is loaded or written.
 """
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
 
 from ..registry import model_cfg
-from .recipes import Recipe, check_value, parse_value, resolve_recipe
+from .recipes import Recipe, resolve_recipe
 
-# Fields that change the numbers a run produces: a resume must agree on them (epochs may grow).
-RESULT_FIELDS = ("model", "data", "recipe", "batch_size", "lr", "subset", "seed", "model_kwargs", "overrides",
-                 "validation")
 DATA_PATHS = ("auto", "memory", "stream")
 # Model arguments that the dataset decides; --model-kwargs may not set them.
 DATA_DECIDED = ("num_classes", "in_chans", "img_size")
@@ -121,49 +117,6 @@ def resolve(config, train_size=None, world_size=1, saved_recipe=None):
         lr = recipe.lr
     epochs = config.epochs if config.epochs is not None else recipe.epochs
     return dataclasses.replace(recipe, batch_size=batch, epochs=epochs, lr=lr), note
-
-
-def check_resume_matches(saved_train, saved_recipe, config):
-    """Refuse to resume with settings that would change the results (one clear line). What this call asks
-    is compared with what the run used: its recorded config, and for recipe values its resolved recipe."""
-    def differ(asked, had):
-        return json.dumps(asked, sort_keys=True) != json.dumps(had, sort_keys=True)
-
-    for key in ("model", "data", "subset", "validation", "model_kwargs"):
-        asked, had = getattr(config, key), saved_train.get(key)
-        if asked not in (None, {}) and differ(asked, had):
-            raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {asked!r}")
-    if config.seed and differ(config.seed, saved_train.get("seed")):   # 0 is the default: treated as unset
-        raise ValueError(f"cannot resume: the run was trained with seed={saved_train.get('seed')!r}, "
-                         f"not {config.seed!r}")
-    if config.recipe not in (None, "auto") and config.recipe not in (saved_train.get("recipe"),
-                                                                      saved_recipe.get("name")):
-        raise ValueError(f"cannot resume: the run was trained with recipe={saved_recipe.get('name')!r}, "
-                         f"not {config.recipe!r}")
-    asked = dict(config.overrides, **{k: getattr(config, k) for k in ("lr", "batch_size")
-                                      if getattr(config, k) is not None})
-    for key, value in asked.items():
-        had = saved_recipe.get(key)
-        value = check_value(Recipe.field_info(key), parse_value(value), "--set")   # 0 is 0.0
-        if differ(list(value) if isinstance(value, tuple) else value, had):
-            raise ValueError(f"cannot resume: the run was trained with {key}={had!r}, not {value!r}")
-
-
-def merge_for_resume(saved, config):
-    """The saved training config with this call's epochs/device/compile/out, for `--resume DIR`."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    merged = TrainConfig(**{k: v for k, v in saved.items() if k in known})
-    merged.epochs = config.epochs if config.epochs is not None else saved.get("epochs")
-    merged.device, merged.compile = config.device, config.compile
-    merged.out = config.out or config.resume
-    merged.resume, merged.overwrite = config.resume, False
-    if config.data_dir:
-        merged.data_dir = config.data_dir
-    if config.data_workers is not None:   # how many processes decode changes no number, only speed
-        merged.data_workers = config.data_workers
-    if config.trackers:   # trackers change no number; without --log a resume feeds the ones the run had
-        merged.trackers = tuple(config.trackers)
-    return merged
 
 
 def default_out(config):

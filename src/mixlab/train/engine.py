@@ -21,22 +21,21 @@ CPU. Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SI
 split over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
 import dataclasses
-import json
 import math
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from .. import create_model
 from ..checkpoint import model_config
 from ..device import pick_device
-from ..rundir import CONFIG, RunDir, RunError, prepare_for_training
+from ..decision import decide
+from ..rundir import CONFIG, RunDir, RunError
 from . import distributed
-from .config import DATA_DECIDED, check, check_resume_matches, default_out, merge_for_resume, resolve
+from .config import check, default_out, resolve
 from .ema import ModelEma
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
 from .outputs import print_row, write_outputs
@@ -152,77 +151,41 @@ def train(config, log=_log):
 
 
 def start_run(config, d, ddp_device, log):
-    """Settle the run directory (new, resumed, refused), read the data, build model and optimiser.
+    """Settle the run directory through `decision.decide`, then read the data and build model and optimiser.
 
-    Rank 0 takes the run directory's lock first and only then looks at what is there, so two processes
-    can never both decide to write; its decision (or its refusal) reaches every rank.
-    Returns a `Run`, or the summary dict of a finished run that `--resume` was asked to continue with no
-    more epochs.
+    Rank 0 takes the run directory's lock first and only then looks at what is there, and holds it across an
+    overwrite's removal and a resume's read, so two processes can never both decide to write; its decision
+    (or its refusal) reaches every rank. Returns a `Run`, or the summary dict of a finished run that
+    `--resume` was asked to continue with no more epochs.
     """
     out = RunDir(config.resume or config.out or default_out(config))
-    if config.resume and config.out and Path(config.out).resolve() != Path(config.resume).resolve():
-        raise ValueError(f"--resume {config.resume} continues that run in place; --out must be the same "
-                         f"directory or unset")
     decision = None
     if d.is_main:
         if config.resume and not out.path.exists():
             raise FileNotFoundError(f"nothing to resume at {out.path}: it does not exist")
         out.acquire()      # held until the run ends; a second process gets a one-line "in use" error
         try:
-            decision = _decide(out, config, log)
+            decision = decide(out, config, log)
         except Exception as e:   # noqa: BLE001 (re-raised below on every rank, after the broadcast)
             decision = e
     decision = distributed.broadcast_from_main(decision, d)
     try:
         if isinstance(decision, BaseException):
             raise decision
-        mode, config, saved_recipe, finished = decision
-        if finished is not None:
+        if decision.action == "reuse":
             out.release()
-            return finished
-        state = out.read_state() if mode == "resume" else None
-        if d.is_main and mode == "overwrite":
+            return decision.summary
+        if decision.note and decision.action == "overwrite":
+            log(decision.note)
+        state = out.read_state() if decision.action == "resume" else None
+        if d.is_main and decision.action == "overwrite":
             out.clear()
         distributed.barrier(d)
-        return _build_run(config, d, ddp_device, log, out, saved_recipe, state)
+        config = dataclasses.replace(decision.config, resume=decision.config.resume if state is not None else None)
+        return _build_run(config, d, ddp_device, log, out, decision.recipe if state is not None else None, state)
     except BaseException:
         out.release()
         raise
-
-
-def _decide(out, config, log):
-    """(mode, config, saved recipe, finished summary or None) for this run directory."""
-    mode = prepare_for_training(out, resume=bool(config.resume), overwrite=config.overwrite, log=log)
-    if mode == "resume" or (config.resume and (out / CONFIG).is_file()):
-        saved = out.read_config(need=("train", "recipe"))
-        _check_recorded_model(out, saved)
-        check_resume_matches(saved["train"], saved["recipe"], config)
-        config = merge_for_resume(saved["train"], config)
-        if mode != "resume":   # killed before its first epoch: the same run, from scratch
-            config.resume = None
-            return mode, config, None, None
-        summary = out.read_summary(missing_ok=True, strict=False)
-        wanted = config.epochs if config.epochs is not None else saved["recipe"].get("epochs")
-        if summary and summary.get("completed") and summary.get("epochs_done", 0) >= (wanted or 0):
-            log(f"{out.path} is already complete ({summary['epochs_done']} epochs); nothing to resume")
-            return mode, config, None, summary
-        return mode, config, saved["recipe"], None
-    if config.resume and not config.model:
-        raise RunError(f"nothing to resume in {out.path}: it holds no run yet; give --model and --data to start one")
-    config.resume = None
-    return mode, config, None, None
-
-
-def _check_recorded_model(out, saved):
-    """config.json's model part must agree with its training part (a hand edit of one would be ignored)."""
-    train = saved["train"]
-    asked = train.get("model_kwargs") or {}
-    recipe_rate = (saved.get("recipe") or {}).get("drop_path_rate")
-    recorded = {k: v for k, v in saved.get("model_kwargs", {}).items() if k not in DATA_DECIDED and not
-                (k == "drop_path_rate" and k not in asked and v == recipe_rate)}   # the recipe's stochastic depth
-    if saved["model"] != train.get("model") or json.dumps(recorded, sort_keys=True) != json.dumps(asked, sort_keys=True):
-        raise RunError(f"{out / CONFIG}: its model ({saved['model']}, {json.dumps(recorded)}) disagrees with the "
-                       f"model it was trained as ({train.get('model')}, {json.dumps(asked)}); was it edited?")
 
 
 def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
