@@ -152,6 +152,13 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
             model.load_state_dict(state)
         except Exception as e:
             raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:   # a diverged or damaged file: every score from it would be nan, never an answer
+        raise RunError(f"{weight_file} holds non-finite weights ({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}); "
+                       f"the checkpoint is damaged")
+    class_names = config.get("class_names")
+    if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
+        raise RunError(f"{config_path}: 'class_names' must be a list of strings, got {type(class_names).__name__}")
     model.data_config = {k: config.get(k) for k in ("input_size", "mean", "std", "class_names", "dataset",
                                                     "eval_transform")}
     model.pretrained_cfg.update({k: tuple(v) for k, v in model.data_config.items()

@@ -17,7 +17,6 @@ the model runs exactly as it does in training and evaluation.
 """
 import csv
 import io
-import json
 from pathlib import Path
 
 import torch
@@ -182,7 +181,8 @@ def load_run_for_analysis(run_dir, images, data=None, data_dir=None):
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    config = json.loads((run_dir / "config.json").read_text())
+    from ..rundir import RunDir
+    config = RunDir(run_dir).read_config()   # a damaged config.json is one line naming it
     train_cfg = config.get("train") or {}
     name = data or train_cfg.get("data") or config.get("dataset")
     if not name:

@@ -3,6 +3,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -123,15 +124,23 @@ def load_accuracy(path, dataset=None):
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"accuracy file {path} does not exist")
-    if p.suffix == ".csv":
-        with open(p) as f:
-            records = list(csv.DictReader(f))
-    else:
-        data = json.loads(p.read_text())
-        if isinstance(data, dict) and not isinstance(data.get("rows"), list):
-            records = [{"model": k, "acc": v} for k, v in data.items() if isinstance(v, (int, float))]
+    try:
+        if p.suffix == ".csv":
+            with open(p, newline="") as f:
+                records = list(csv.DictReader(f))
         else:
-            records = data["rows"] if isinstance(data, dict) else data
+            data = json.loads(p.read_text())
+            if isinstance(data, dict) and not isinstance(data.get("rows"), list):
+                records = [{"model": k, "acc": v} for k, v in data.items() if isinstance(v, (int, float))]
+            else:
+                records = data["rows"] if isinstance(data, dict) else data
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, RecursionError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"accuracy file {path} cannot be read: {first}") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"accuracy file {path} must hold {{model: top-1}}, a list of records (objects with "
+                         f"'model' and 'top1'), or {{\"rows\": [...]}}; it holds "
+                         f"{type(records).__name__ if not isinstance(records, list) else 'a list of non-objects'}")
     datasets = sorted({r["dataset"] for r in records if r.get("dataset")})
     if dataset is not None:
         if dataset not in datasets:
@@ -146,7 +155,12 @@ def load_accuracy(path, dataset=None):
                     if r.get(k) not in (None, "")), None)
         if key is None or "model" not in r:
             continue
-        v = float(r[key])
+        try:
+            v = float(r[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"accuracy file {path}: {r['model']!r} has {key}={r[key]!r}, not a number") from None
+        if not math.isfinite(v):
+            raise ValueError(f"accuracy file {path}: {r['model']!r} has {key}={r[key]!r}, not a finite number")
         acc.setdefault(r["model"], []).append(100 * v if v <= 1 else v)
     if not acc:
         raise ValueError(f"{path} has no record with a model and an accuracy (test_top1 / top1 / acc)")
