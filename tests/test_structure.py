@@ -39,7 +39,7 @@ LAYERS = (
     ("building blocks", ("mixlab.layers", "mixlab.mixers", "mixlab.data")),
     ("models", ("mixlab", "mixlab.registry", "mixlab.timm_models", "mixlab.models", "mixlab.rundir",
                 "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
-    ("engine", ("mixlab.train", "mixlab.bench", "mixlab.track")),
+    ("engine", ("mixlab.train", "mixlab.decision", "mixlab.bench", "mixlab.track")),
     ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub",
                       "mixlab.compare")),
     ("cli", ("mixlab.cli",)),
