@@ -76,3 +76,21 @@ def test_differences_is_the_one_comparison(tiny_run):
     assert decide(RunDir(tiny_run), TrainConfig(resume=str(tiny_run), epochs=2)).action == "resume"
     with pytest.raises(RunError, match="holds a finished run"):
         decide(RunDir(tiny_run), asked)                                   # plain train never reuses silently
+
+
+def test_non_finite_weights_are_a_damaged_run_for_every_verb(tiny_run, tmp_path):
+    # before: `eval` exited 0 with "loss nan", `predict` printed nan probabilities
+    run = shutil.copytree(tiny_run, tmp_path / "nan")
+    weights = load_file(run / "best.safetensors")
+    next(iter(weights.values())).view(-1)[0] = float("nan")
+    save_file(weights, run / "best.safetensors")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "x.png")
+    before = tree(run)
+    cases = [["eval", "--run", run, "--device", "cpu"], ["predict", "--run", run, tmp_path / "x.png"],
+             ["export", "--run", run, "--onnx", tmp_path / "x.onnx"],
+             ["analyze", "attention-correlation", "--run", run, "--out", tmp_path / "an"]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda argv: cli(*argv), cases))
+    for done in results:
+        assert_one_line_error(done, r"best.safetensors holds non-finite weights .*damaged")
+    assert tree(run) == before and not (tmp_path / "x.onnx").exists() and not (tmp_path / "an").exists()
