@@ -36,7 +36,7 @@ def test_import_builds_no_model():
 # above (function-level imports included). `mixlab` itself is the public API over the models floor.
 LAYERS = (
     ("base", ("mixlab.fileio", "mixlab.device")),
-    ("building blocks", ("mixlab.layers", "mixlab.mixers", "mixlab.data")),
+    ("building blocks", ("mixlab.layers", "mixlab.mixers", "mixlab.data", "mixlab.dense")),
     ("models", ("mixlab", "mixlab.registry", "mixlab.timm_models", "mixlab.models", "mixlab.rundir",
                 "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
     ("engine", ("mixlab.train", "mixlab.decision", "mixlab.bench", "mixlab.track")),
