@@ -80,7 +80,10 @@ def asked_epochs(asked, recorded):
     if asked.resume:
         return (recorded.get("recipe") or {}).get("epochs")
     from .train.config import resolve
-    return resolve(asked)[0].epochs
+    recipe = resolve(asked)[0]
+    # A step budget decides the epochs (the engine records ceil(max_steps / steps per epoch)); max_steps itself
+    # is compared with the overrides, so the recipe's nominal epochs are no difference.
+    return None if recipe.max_steps else recipe.epochs
 
 
 def differences(asked, recorded):

@@ -73,32 +73,6 @@ def differences(asked, recorded):
     return [(k, asked.get(k), recorded.get(k)) for k in keys if not same(asked.get(k), recorded.get(k))]
 
 
-def run_state(cfg):
-    """What the run directory of TrainConfig `cfg` holds for this compare: 'new', 'partial' (resumed) or
-    'finished' (read back); a run of other settings there is a one-line RunError. The one place compare
-    decides this."""
-    from ..rundir import RunDir, RunError
-    from ..train.config import RESULT_FIELDS
-    rd = RunDir(cfg.out)
-    status = rd.status()
-    if status in ("missing", "empty"):
-        return "new"
-    if status == "foreign":
-        raise RunError(rd.describe())
-    try:
-        recorded = rd.read_config(need=("train",))["train"]
-    except RunError:
-        return "partial"
-    asked = {k: getattr(cfg, k) for k in RESULT_FIELDS}
-    diff = [d for d in differences(asked, {k: recorded.get(k) for k in RESULT_FIELDS})
-            if not (d[0] == "lr" and d[1] is None)]
-    if diff:
-        key, a, r = diff[0]
-        raise RunError(f"{rd.path} holds a run with {key}={json.dumps(r)}, not {json.dumps(a)}: "
-                       f"choose another --out or remove it")
-    return "finished" if status == "finished" else "partial"
-
-
 def data_facts(data, subset=None, data_dir=None):
     """(channels, image side, classes, training images) of a dataset, read without loading its images."""
     from ..data.load import file_index, resolve_name
@@ -222,17 +196,17 @@ def _train_config(cc, plan, m, seed, lr, out, validation=None):
 
 def _launch(cc, jobs, log):
     """Train the jobs that are not finished (resuming the unfinished); {key: ('ok', summary) | ('failed', why)}."""
+    from ..decision import decide
     from ..reproduce.launch import make_launcher
-    from ..rundir import RunDir
     outcomes, todo = {}, []
     for key, cfg in jobs:
-        state = run_state(cfg)
-        if state == "finished":
-            outcomes[key] = ("ok", RunDir(cfg.out).read_summary())
+        # The one owner of "new, unfinished, finished or another run": a finished run of exactly this request is
+        # read back, an unfinished one resumed, another run refused in one line.
+        decision = decide(cfg.out, cfg, reuse=True)
+        if decision.action == "reuse":
+            outcomes[key] = ("ok", decision.summary)
         else:
-            if state == "partial":
-                cfg.resume = cfg.out
-            todo.append((key, cfg))
+            todo.append((key, decision.config))
     if todo:
         launcher = make_launcher(cc.workers, cc.launcher, cc.address, cc.runs_per_gpu, cc.cpus_per_run,
                                  device=cc.device, threads_per_run=cc.threads)
