@@ -1,5 +1,5 @@
-"""The diffusion tables' own steps (`TableSpec.task == "diffusion"`, e.g. `dia-diffusion`): after the UNet runs,
-the Fréchet distance of each run's samples against the test split, then rows, claims and markdown.
+"""The diffusion table kind (kinds.py; `TableSpec.task == "diffusion"`, e.g. `dia-diffusion`): after the UNet
+runs, the Fréchet distance of each run's samples against the test split, then rows, claims and markdown.
 
 Feature space, chosen once per table (`fid`):
 - `inception` (FID proper) when torch-fidelity is installed and its weights are local or downloadable
@@ -21,6 +21,7 @@ from pathlib import Path
 from ..decision import decide
 from ..fileio import file_sha256
 from ..rundir import RunDir
+from .kinds import TableKind
 from .report import _one, bullet_notes, mean_std, outcome_notes, paired_rows, recipes_cell
 from .status import run_status
 from .tables import DATASET_LABELS, TABLES, load_published, paper_dataset
@@ -157,31 +158,69 @@ def model_on_cuda(model):
     return next(model.parameters()).device.type == "cuda"
 
 
-def diffusion_results(table, runs, results, failed, found, models, plan, recipe, recipe_epochs, subset, device,
-                      data_dir, compile, train_fn, log, fid_samples=FID_SAMPLES):
-    """After the runs: feature classifiers, Fréchet distances, then the report's rows, claims and fid entries.
-    `recipe_epochs[model]` is the recipe's own length (for the budget marker)."""
+class DiffusionTable(TableKind):
+    """Rows of Fréchet distances (and final test loss) per model and dataset; the feature classifiers are its
+    extra runs; claims read "lower FD is better". `fid` and `fid_samples` of the options apply here; `plot`
+    (top-1 against FLOPs) does not."""
+    metric = ("Fréchet distance of samples vs the test split (lower is better), in the feature space named per "
+              "dataset; final-epoch test loss")
+
+    def __init__(self, job):
+        super().__init__(job)
+        if job.options.plot:
+            raise ValueError(f"--plot draws top-1 against FLOPs; the {job.table} table reports Fréchet distances")
+        # the FID feature space, and the classifiers that provide one, are planned with the grid
+        self.fid_plan = fid_plan(job.out, job.found, job.options.fid)
+
+    def extra_runs(self):
+        return classifier_runs(self.fid_plan)
+
+    def rows(self, results, failed):
+        job = self.job
+        fids, spaces = score_runs(job, self.fid_plan, results, failed, job.options.fid_samples or FID_SAMPLES)
+        rows = []
+        for _, ours in job.found:
+            for model in job.models:
+                summaries = results.get((model, ours))
+                if summaries:
+                    per_seed = [fids.get((model, ours, s.get("seed"))) for s in summaries]
+                    rows.append(build_row(job.table, model, ours, job.recipe_name, summaries, per_seed,
+                                          spaces.get(ours, {}), job.recipe_epochs(model)))
+        return {"rows": rows, "fid": spaces}
+
+    def claims(self, rows):
+        return {"claims": check_claims(self.job.table, rows)}
+
+    def markdown(self, report):
+        return render_markdown(self.job.table, report["rows"], report["fid"], report["skipped"], report["failed"],
+                               report["claims"], report["overrides"])
+
+
+def score_runs(job, plan, results, failed, fid_samples=FID_SAMPLES):
+    """After the runs: feature classifiers, then the Fréchet distance of each finished run's samples.
+    ({(model, dataset, seed): fid result}, {dataset: feature-space entry}); failures are appended to `failed`."""
     from ..device import pick_device
 
-    device = str(pick_device(device))
+    opts, log = job.options, job.options.log
+    device = str(pick_device(opts.device))
     scorers, spaces = {}, {}
-    for _, ours in found:
-        if not any(r.dataset == ours and (r.model, ours) in results for r in runs):
+    for _, ours in job.found:
+        if not any(r.dataset == ours and (r.model, ours) in results for r in job.runs):
             continue
         entry = dict(plan[ours])
         try:
             if entry["space"] == "classifier":
-                clf = ensure_classifier(Path(entry["classifier"]), ours, subset, device, data_dir, compile,
-                                        train_fn, log)
+                clf = ensure_classifier(Path(entry["classifier"]), ours, opts.subset, device, opts.data_dir,
+                                        opts.compile, job.train_fn, log)
                 entry["classifier_top1"] = clf.get("test_top1")
-            scorers[ours] = _Scorer(ours, entry, subset, device, data_dir)
+            scorers[ours] = _Scorer(ours, entry, opts.subset, device, opts.data_dir)
         except Exception as e:   # noqa: BLE001 (reported; the rows of this dataset have no FD)
             failed.append({"model": f"{CLASSIFIER['model']} (FID features)", "dataset": ours, "seed": 0,
                            "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
             log(f"    failed: {failed[-1]['error']}")
         spaces[ours] = entry
     fids = {}
-    for run in runs:
+    for run in job.runs:
         if (run.model, run.dataset) not in results or run.dataset not in scorers:
             continue
         if not any(s.get("seed") == run.seed for s in results[(run.model, run.dataset)]):
@@ -196,17 +235,7 @@ def diffusion_results(table, runs, results, failed, found, models, plan, recipe,
     for ours, entry in spaces.items():
         scored = [f for (m, d, s), f in fids.items() if d == ours]
         entry["feature_space"] = scored[0]["feature_space"] if scored else None
-    rows = []
-    for _, ours in found:
-        for model in models:
-            summaries = results.get((model, ours))
-            if summaries:
-                per_seed = [fids.get((model, ours, s.get("seed"))) for s in summaries]
-                rows.append(build_row(table, model, ours, recipe, summaries, per_seed, spaces.get(ours, {}),
-                                      recipe_epochs.get(model)))
-    return {"rows": rows, "claims": check_claims(table, rows), "failed": failed, "fid": spaces,
-            "metric": "Fréchet distance of samples vs the test split (lower is better), in the feature space named "
-                      "per dataset; final-epoch test loss"}
+    return fids, spaces
 
 
 def build_row(table, model, dataset, recipe, summaries, fids, space, recipe_epochs=None):

@@ -5,32 +5,51 @@ command reads completed runs' `summary.json`, resumes partial ones through the e
 trains the rest, so an interrupted reproduction continues where it stopped. A dataset that is not available
 offline is skipped with the data package's one-line reason; a run that fails is reported and the others go on.
 """
+import dataclasses
 import datetime
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from ..registry import list_models
 from ..decision import decide
 from ..fileio import check_writable, safe_name
 from ..rundir import RunDir
-from .plot import row_gflops
-from .report import answer_questions, build_row, check_claims, render_markdown
+from .kinds import PlannedRun, TableJob, table_kind
 from .status import run_status
 from .tables import dataset_candidates, get_table, load_published, paper_dataset, select
 
 
 @dataclass
-class PlannedRun:
-    model: str            # the table's row label (a registered model, or a variant of one)
-    dataset: str          # ours (e.g. cifar10-jpeg)
-    seed: int
-    path: Path
-    epochs: int
-    overrides: dict = field(default_factory=dict)
-    status: str = "new"   # new | partial | done | foreign
-    arch: str = None      # the registered model the row trains (None: `model` itself)
-    model_kwargs: dict = field(default_factory=dict)
+class ReproduceOptions:
+    """How a table is reproduced (every keyword of `reproduce` but the table's name)."""
+    datasets: str | Sequence[str] | None = None   # the table's datasets to run (comma list); None: all
+    models: str | Sequence[str] | None = None     # the table's rows to run; None: all
+    seeds: int = 1
+    epochs: int | None = None          # a budget: None runs the recipe's (per-model) length
+    recipe: str | None = None          # None: the table's own recipe
+    out: str | Path | None = None      # None: runs/reproduce/<table>[-recipe][-key=value…]
+    subset: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    data_dir: str | None = None
+    compile: bool = False
+    dry_run: bool = False              # plan only: the report's run list, nothing trained or written
+    json_path: str | Path | None = None       # extra copies of OUT/<table>.json and OUT/<table>.md
+    markdown_path: str | Path | None = None
+    overrides: dict | None = None      # recipe keys (`--set`), over the table's own per-model/dataset keys
+    plot: bool = False                 # classification: top-1 against forward FLOPs (PNG)
+    command: str | None = None         # the command line, recorded in the report
+    log: Callable[[str], None] = print
+    train_fn: Callable | None = None   # None: the engine's `train`
+    probe: Callable[[str], None] | None = None   # raises when a dataset is absent; None: a test-split load
+    cost_fn: Callable | None = None    # (model, dataset) -> (cost, unit) for the plot; None: bench FLOPs
+    fid: str = "auto"                  # diffusion: auto | inception | classifier feature space
+    fid_samples: int | None = None     # diffusion: samples per run scored (None: reproduce.diffusion's)
+    launcher: Any = None               # reproduce.launch launcher; None: one run after another here
+    trackers: tuple = ()               # mixlab.track names every run logs to
+    overwrite: bool = False            # train again a directory holding another request's run
 
 
 def augmentation_of(rundir):
@@ -124,12 +143,13 @@ def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra
         for model in models:
             # the user's --set comes last, over the table's per-dataset and per-model settings
             extra_here = {**dataset_recipe(table, ours, recipe, load_recipe), **(extra or {})}
-            run_epochs, overrides, _ = model_recipe(table, model, recipe, epochs, load_recipe, extra_here)
+            run_epochs, overrides, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe,
+                                                                extra_here)
             arch, model_kwargs = get_table(table).arch_of(model)
             for seed in range(seeds):
                 path = Path(out, ours, model, f"seed{seed}")
                 runs.append(PlannedRun(model, ours, seed, path, run_epochs, overrides, run_status(path), arch,
-                                       model_kwargs))
+                                       model_kwargs, recipe_epochs))
     return runs
 
 
@@ -140,13 +160,13 @@ def final_result(summary):
     return f"final test top-1 {summary['test_top1']:.2f}%"
 
 
-def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile, train_fn, log, launcher=None,
-            trackers=(), overwrite=False):
-    """Train or resume every run not done, through `launcher` (launch.py; default: one after another in this
-    process); (summaries by (model, dataset) in plan order, failures)."""
+def execute(job: TableJob) -> tuple[dict, list[dict]]:
+    """Train or resume every run of `job` not done, through its launcher (launch.py; default: one after another
+    in this process); (summaries by (model, dataset) in plan order, failures)."""
     from ..train import TrainConfig
     from .launch import Sequential
 
+    runs, opts, log = job.runs, job.options, job.options.log
     failed, summaries, jobs = {}, {}, []
     for i, run in enumerate(runs):
         if run.status == "foreign":
@@ -155,10 +175,10 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
             log(f"    skipped: {failed[i]['error']}")
             continue
         cfg = TrainConfig(model=run.arch or run.model, model_kwargs=dict(run.model_kwargs), data=run.dataset,
-                          recipe=recipe, epochs=run.epochs, batch_size=batch_size, subset=subset, device=device,
-                          out=str(run.path), seed=run.seed, data_dir=data_dir, compile=compile,
-                          overrides=dict(run.overrides), trackers=tuple(trackers),
-                          overwrite=overwrite)
+                          recipe=job.recipe, epochs=run.epochs, batch_size=opts.batch_size, subset=opts.subset,
+                          device=opts.device, out=str(run.path), seed=run.seed, data_dir=opts.data_dir,
+                          compile=opts.compile, overrides=dict(run.overrides), trackers=tuple(opts.trackers),
+                          overwrite=opts.overwrite)
         # one owner decides (decision.py): a finished run of this very request is reused, an unfinished one
         # resumed; a run of another request (epochs, subset, recipe values…) is refused before anything trains
         decision = decide(RunDir(run.path), cfg, reuse=True)
@@ -168,9 +188,9 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
         if decision.note:
             log(decision.note)
         jobs.append((i, decision.config))
-    launcher = launcher or Sequential(train_fn)
+    launcher = opts.launcher or Sequential(job.train_fn)
     if getattr(launcher, "train_fn", None) is None:
-        launcher.train_fn = train_fn
+        launcher.train_fn = job.train_fn
     if jobs and not isinstance(launcher, Sequential):
         log(f"{len(jobs)} runs to train: {launcher.describe()}")
     started = []
@@ -204,100 +224,63 @@ def execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, com
     return results, [failed[i] for i in sorted(failed)]
 
 
-def reproduce(table, datasets=None, models=None, seeds=1, epochs=None, recipe=None, out=None, subset=None,
-              device="auto", batch_size=None, data_dir=None, compile=False, dry_run=False, json_path=None,
-              markdown_path=None, overrides=None, plot=False, command=None, log=print, train_fn=None, probe=None,
-              cost_fn=None, fid="auto", fid_samples=None, launcher=None, trackers=(), overwrite=False):
+def reproduce(table: str, options: ReproduceOptions | None = None, **fields: Any) -> dict:
     """Run (or with `dry_run`, only plan) a paper table; returns the report dict (rows, claims, skipped, …).
 
-    Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`).
-    `train_fn` and `probe` default to the engine's `train` and a test-split load of the dataset; `plot` adds
-    top-1 against forward FLOPs (`cost_fn(model, dataset) -> (cost, unit)`, default the bench FLOP counter).
-    A diffusion table (dia-diffusion) scores its runs by Fréchet distance after they finish (reproduce/diffusion.py):
-    `fid` auto | inception | classifier picks the feature space, `fid_samples` caps the samples per run.
-    `trackers` (mixlab.track names) log every run to those experiment trackers too.
-    `overwrite` trains again a run whose directory holds another request's run (refused without it).
+    `options` (a `ReproduceOptions`) and/or its fields as keywords, e.g. `reproduce("ninformer", seeds=3)`.
+    Writes `OUT/<table>.json` and `OUT/<table>.md` (and copies to `json_path` / `markdown_path`). The grid of
+    runs (dataset × model × seed) is planned and trained here for every table alike; the table's kind
+    (kinds.py: classification top-1 beside the published numbers, or diffusion Fréchet distances) adds its
+    own runs and makes the rows, claims and markdown.
     """
     from ..train import load_recipe
 
+    opts = dataclasses.replace(options or ReproduceOptions(), **fields)
     spec = get_table(table)
-    recipe = recipe or spec.recipe
+    recipe = opts.recipe or spec.recipe
     base = load_recipe(recipe)   # unknown recipe or override key/value: one clear line before anything runs
-    recipe_name, overrides = base.name, dict(overrides or {})
+    recipe_name, overrides = base.name, dict(opts.overrides or {})
     base.replace(where="--set", **overrides)
-    models = select(spec.models, models, "model")
+    models = select(spec.models, opts.models, "model")
     missing = [spec.arch_of(m)[0] for m in models if spec.arch_of(m)[0] not in list_models()]
     if missing:
         raise ValueError(f"model(s) {', '.join(missing)} of the {table} table are not registered in this mixlab")
-    names = select(spec.datasets, datasets, "dataset")
-    if out is not None and not str(out).strip():
+    names = select(spec.datasets, opts.datasets, "dataset")
+    if opts.out is not None and not str(opts.out).strip():
         raise ValueError("--out '' names no folder: give a directory for the table's runs")
-    out = Path(out) if out else default_out(table, recipe_name, overrides)
-    if probe is None:
-        probe = _data_probe(data_dir)
-    found, skipped = resolve_datasets(names, probe)
-    for s in skipped if not dry_run else ():
-        log(f"skipping {s['dataset']}: {s['reason']}")
-    runs = plan(table, out, found, models, seeds, recipe, epochs, load_recipe, overrides)
-    report = {"table": table, "title": spec.title, "recipe": recipe_name, "out": str(out), "subset": subset,
+    out = Path(opts.out) if opts.out else default_out(table, recipe_name, overrides)
+    found, skipped = resolve_datasets(names, opts.probe or _data_probe(opts.data_dir))
+    for s in skipped if not opts.dry_run else ():
+        opts.log(f"skipping {s['dataset']}: {s['reason']}")
+    runs = plan(table, out, found, models, opts.seeds, recipe, opts.epochs, load_recipe, overrides)
+    report = {"table": table, "title": spec.title, "recipe": recipe_name, "out": str(out), "subset": opts.subset,
               "overrides": overrides,
               "runs": [{"model": r.model, "arch": r.arch, "model_kwargs": r.model_kwargs, "dataset": r.dataset,
                         "seed": r.seed, "epochs": r.epochs, "status": r.status, "path": str(r.path),
                         "overrides": r.overrides} for r in runs],
               "skipped": skipped}
-    if spec.task == "diffusion":   # the FID feature space, and the classifiers that provide one, are planned too
-        from . import diffusion
-        if plot:
-            raise ValueError(f"--plot draws top-1 against FLOPs; the {table} table reports Fréchet distances")
-        fid_plan = diffusion.fid_plan(out, found, fid)
-        report["runs"] += diffusion.classifier_runs(fid_plan)
-    if dry_run:
+    job = TableJob(table, spec, opts, out, found, models, recipe, recipe_name, overrides, runs, skipped)
+    kind = table_kind(spec.task)(job)   # refuses options it cannot honour before anything runs
+    report["runs"] += kind.extra_runs()
+    if opts.dry_run:
         return report
-    for path in (out / f"{table}.json", out / f"{table}.md", json_path, markdown_path):
+    for path in (out / f"{table}.json", out / f"{table}.md", opts.json_path, opts.markdown_path):
         if path:   # a report that cannot be written must fail now, not after hours of training
             check_writable(path)
-    if train_fn is None:
+    if opts.train_fn is None:
         from ..train import train as train_fn
-    results, failed = execute(runs, recipe, recipe_name, subset, device, batch_size, data_dir, compile,
-                              train_fn, log, launcher, trackers=trackers, overwrite=overwrite)
-    published = load_published()
-    if spec.task == "diffusion":   # rows are Fréchet distances of the finished runs' samples
-        recipe_epochs = {m: model_recipe(table, m, recipe, epochs, load_recipe, overrides)[2] for m in models}
-        report.update(diffusion.diffusion_results(
-            table, runs, results, failed, found, models, fid_plan, recipe_name, recipe_epochs, subset, device,
-            data_dir, compile, train_fn, log, **({"fid_samples": fid_samples} if fid_samples else {})))
-        report.update(notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
-                      date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
-                      versions=_versions())
-        report["markdown"] = diffusion.render_markdown(table, report["rows"], report["fid"], skipped,
-                                                       report["failed"], report["claims"], overrides)
-        _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
-        return report
-    rows = []
-    for _, ours in found:
-        for model in models:
-            summaries = results.get((model, ours))
-            if summaries:
-                _, _, recipe_epochs = model_recipe(table, model, recipe, epochs, load_recipe, overrides)
-                row = build_row(table, model, ours, recipe_name, summaries, published, recipe_epochs)
-                row["arch"], row["model_kwargs"] = spec.arch_of(model)
-                row["gflops"] = row_gflops(row["arch"], row["model_kwargs"], ours)
-                rows.append(row)
-    claims = check_claims(table, rows)
-    report.update(rows=rows, claims=claims, questions=answer_questions(table, rows), failed=failed,
-                  metric="final-epoch test top-1 (%)",
-                  notes=[n for n in (spec.note, published["not_retrieved"].get(table)) if n],
-                  date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=command,
+    else:
+        train_fn = opts.train_fn
+    job.train_fn = train_fn
+    results, failed = execute(job)
+    report.update(kind.rows(results, failed))
+    report.update(kind.claims(report["rows"]))
+    report.update(failed=failed, metric=kind.metric,
+                  notes=[n for n in (spec.note, load_published()["not_retrieved"].get(table)) if n],
+                  date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), command=opts.command,
                   versions=_versions())
-    if plot and rows:
-        from .plot import plot_accuracy_vs_cost
-        png = out / f"{table}-accuracy-vs-flops.png"
-        costs, unit = plot_accuracy_vs_cost(rows, png, title=spec.title, **({"cost_fn": cost_fn} if cost_fn else {}))
-        report.update(plot=str(png), cost_unit=unit)
-        for r in rows:
-            r["cost"] = costs.get((r["model"], r["dataset"]))
-    report["markdown"] = render_markdown(table, rows, skipped, failed, claims, overrides, report["questions"])
-    _write(report, out / f"{table}.json", out / f"{table}.md", json_path, markdown_path)
+    report["markdown"] = kind.markdown(report)
+    _write(report, out / f"{table}.json", out / f"{table}.md", opts.json_path, opts.markdown_path)
     return report
 
 
