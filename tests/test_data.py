@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from mixlab.data import (DATASETS, DeviceLoader, ImageDataset, ImageTransform, ensure_default_dataset, load_dataset,
                          stratified_indices)
+from mixlab.data import acquire
 from mixlab.data import load as load_mod
 from mixlab.data import sources
 from mixlab.data import spec as spec_mod
@@ -317,9 +318,9 @@ def test_ensure_default_dataset_runs_apt_as_root_then_errors_clearly(tmp_path, m
                 (debian / f"{f}.gz").touch()
         return type("Done", (), {"returncode": 0})()
 
-    monkeypatch.setattr(load_mod.os, "geteuid", lambda: 0, raising=False)
-    monkeypatch.setattr(load_mod.shutil, "which", lambda cmd: "/usr/bin/apt-get")
-    monkeypatch.setattr(load_mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(acquire.os, "geteuid", lambda: 0, raising=False)
+    monkeypatch.setattr(acquire.shutil, "which", lambda cmd: "/usr/bin/apt-get")
+    monkeypatch.setattr(acquire.subprocess, "run", fake_run)
     assert ensure_default_dataset(verbose=False) == debian
     assert commands == [["apt-get", "install", "-y", "dataset-fashion-mnist"]]
 
@@ -327,8 +328,8 @@ def test_ensure_default_dataset_runs_apt_as_root_then_errors_clearly(tmp_path, m
         raise RuntimeError("offline")
 
     monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "still-none")
-    monkeypatch.setattr(load_mod.os, "geteuid", lambda: 1000, raising=False)
-    monkeypatch.setattr(load_mod, "download", no_download)
+    monkeypatch.setattr(acquire.os, "geteuid", lambda: 1000, raising=False)
+    monkeypatch.setattr(acquire, "download", no_download)
     with pytest.raises(FileNotFoundError) as err:
         ensure_default_dataset(verbose=False)
     assert "\n" not in str(err.value) and "torchvision download failed" in str(err.value)

@@ -75,19 +75,9 @@ def differences(asked, recorded):
 
 def data_facts(data, subset=None, data_dir=None):
     """(channels, image side, classes, training images) of a dataset, read without loading its images."""
-    from ..data.load import file_index, resolve_name
-    from ..data.spec import get_spec
-    from ..data.synthetic import parse_spec
-    key, path = resolve_name(data)
-    if key in ("imagefolder", "filelist"):
-        index, _ = file_index(key, path, "train")
-        sizes = sorted(set(index.sizes()))
-        c, s, k, n = index.channels, sizes[0][0], len(index.classes), len(index)
-    elif get_spec(key) is not None:
-        spec = get_spec(key)
-        (c, s, _), k, n = spec.image_size, spec.num_classes, spec.counts["train"]
-    else:
-        n, c, s, _, k = parse_spec(key)
+    from ..data import data_source
+    facts = data_source(data, data_dir=data_dir).describe()
+    c, (s, _), k, n = facts.channels, facts.sizes[0], facts.num_classes, facts.counts["train"]
     return c, s, k, (min(subset, n) if subset else n)
 
 

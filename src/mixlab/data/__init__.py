@@ -1,5 +1,6 @@
 """Datasets as uint8 tensors (IDX, CIFAR pickles, lossy CIFAR-10 JPEG, ImageFolder, file lists, synthetic) or
-as files decoded on demand; their lookup and verification; the run's image transform; and the two loaders that
+as files decoded on demand, through one source per kind (load.py: `data_source(name).describe()` / `.load(split)`);
+their lookup (sources.py), acquisition (acquire.py), readers (readers.py) and verification; the run's image transform; and the two loaders that
 share one epoch plan: device-resident (augments on the training device) and streaming (DataLoader workers).
 
 The names below are imported on first use (PEP 562), so `import mixlab` (whose models read
@@ -9,7 +10,9 @@ import importlib
 _EXPORTS = {
     "ImageDataset": ".dataset", "stratified_indices": ".dataset",
     "FileDataset": ".files",
-    "ensure_default_dataset": ".load", "load_dataset": ".load", "resolve_name": ".load",
+    "ensure_default_dataset": ".acquire",
+    "DataFacts": ".load", "DataSource": ".load", "data_source": ".load", "load_dataset": ".load",
+    "resolve_name": ".load",
     "DeviceLoader": ".loader", "crop_flip": ".loader",
     "DATASETS": ".sources", "cache_dir": ".sources",
     "StreamingLoader": ".stream",

@@ -1,4 +1,14 @@
-"""`load_dataset(name, split)`: find, read, verify and (optionally) subset a dataset; `ensure_default_dataset`.
+"""The data sources: one per kind of dataset, each able to `describe()` itself without reading an image and to
+`load(split)` it; `data_source(name)` picks the source a name means, and `load_dataset(name, split)` loads
+through it.
+
+kind        named by                                        source
+builtin     an entry of spec.BUILTIN (aliases accepted)     `BuiltinSource`: the folder sources.py finds (or
+                                                            acquire.py fetches), read by readers.READERS[spec.reader]
+synthetic   synthetic[:NxCxHxW[:K]]                         `SyntheticSource`: generated (synthetic.py)
+files       an ImageFolder directory, imagefolder:PATH, a   `FileSource`: indexed from the image headers
+            file list (.csv/.tsv/.txt), filelist:PATH       (imagefolder.py, filelist.py, files.py), decoded whole
+                                                            into memory or per epoch (`stream`)
 
 Verification of the built-in datasets: IDX header and exact length, sha256 of the uncompressed IDX content,
 CIFAR pickle structure, archive sha256 for cifar10-jpeg, per-split counts, and (in `ImageDataset`) dtypes,
@@ -6,30 +16,22 @@ shapes and label range. Anything off raises a one-line ValueError naming the fil
 """
 import difflib
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from . import sources
-from .cifar import read_cifar
-from .cifar_jpeg import archive_labels, read_cifar10_jpeg
-from .spec import ALIASES, BUILTIN
+from .acquire import SPLITS, locate
 from .dataset import ImageDataset, stratified_indices
-from .idx import read_idx
 from .filelist import is_file_list, read_file_list
 from .files import FileDataset, file_stats, index_files
 from .imagefolder import channel_stats, folder_index, split_dir
+from .readers import READERS
+from .spec import ALIASES, BUILTIN
 from .synthetic import make_synthetic, parse_spec
 from .transforms import ImageTransform, pil_to_tensor, tensor_to_pil
-
-_SPLITS = ("train", "test")
-
 
 def _log(verbose, message):
     if verbose:
@@ -56,88 +58,6 @@ def resolve_name(name):
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"unknown dataset {name!r}: use one of {', '.join(sources.DATASETS)}, an ImageFolder "
                      f"directory, imagefolder:PATH or a file list (.csv, .tsv, .txt){hint}")
-
-
-def _online(host, timeout=3.0):
-    """Whether `host:443` answers within `timeout` s (DNS included, hence the thread); MIXLAB_OFFLINE=1 says no."""
-    if os.environ.get("MIXLAB_OFFLINE"):
-        return False
-    result = []
-
-    def probe():
-        try:
-            socket.create_connection((host, 443), timeout=timeout).close()
-            result.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result)
-
-
-def download(name, verbose=True):
-    """Fetch `name` with torchvision into the cache (torchvision's layout, which the search accepts)."""
-    import torchvision.datasets as tvd
-
-    spec = BUILTIN.get(name)
-    if spec is None or not spec.download:
-        raise ValueError(f"{name} cannot be downloaded")
-    cls = getattr(tvd, spec.download)
-    root = sources.cache_dir()
-    _log(verbose, f"downloading {name} with torchvision into {root}")
-    for train in (True, False):
-        cls(root=str(root), train=train, download=True)
-    return root
-
-
-def locate(name, split="train", data_dir=None, download_ok=None, verbose=True):
-    """The folder holding `split` of a built-in dataset, downloading it if allowed; else a one-line error."""
-    folder, looked = sources.find_folder(name, split, data_dir)
-    if folder is not None:
-        return folder
-    host = BUILTIN[name].download_host
-    tried = "download disabled"
-    if host and (download_ok or (download_ok is None and _online(host))):
-        try:
-            download(name, verbose)
-        except Exception as e:   # network or mirror trouble: fall through to the error naming what we tried
-            tried = f"torchvision download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        folder, looked = sources.find_folder(name, split, data_dir)
-        if folder is not None:
-            return folder
-    elif host and download_ok is None:
-        tried = "offline, no download"
-    raise FileNotFoundError(f"{name} ({split}) not found; looked in {', '.join(map(str, looked))}; {tried}. "
-                            f"To get it: {BUILTIN[name].how_to_get}")
-
-
-def _read_builtin(name, split, folder, subset, seed):
-    """-> (images, labels, classes, note, subset_done) read from `folder`, verified."""
-    spec = BUILTIN[name]
-    expected = spec.counts[split]
-    files = sources.required_files(name, folder, split)
-    if spec.reader == "idx":
-        h, w = spec.image_size[1:]
-        images = read_idx(files[0], spec.sha256.get(files[0].name.removesuffix(".gz")))
-        labels = read_idx(files[1], spec.sha256.get(files[1].name.removesuffix(".gz"))).to(torch.int64)
-        if images.dim() != 3 or images.shape[1:] != (h, w) or len(images) != expected or len(labels) != expected:
-            raise ValueError(f"{files[0]}: expected {expected} images of {h}x{w} and as many labels, got "
-                             f"{tuple(images.shape)} and {tuple(labels.shape)}")
-        return images.unsqueeze(1), labels, list(spec.classes), "", False
-    if spec.reader == "cifar-pickle":
-        images, labels, classes = read_cifar(folder, split, spec.num_classes)
-        if len(images) != expected:
-            raise ValueError(f"{folder}: {split} split holds {len(images)} images, expected {expected}")
-        return images, labels, classes, "", False
-    # cifar-jpeg: pick the subset from the labels first so only those images are decoded.
-    indices = None
-    if subset is not None:
-        indices = stratified_indices(archive_labels(files[0], expected), subset, seed, spec.num_classes)
-    images, labels, note = read_cifar10_jpeg(files[0], sources.cache_dir(), indices,
-                                             spec.sha256.get(files[0].name), expected)
-    return images, labels, list(spec.classes), f"lossy JPEG q75 4:2:0 copy of CIFAR-10, {note}", indices is not None
 
 
 def _signature(key, path, split):
@@ -194,8 +114,186 @@ def _describe_resize(transform, storage, sizes, when="once on load"):
     return what + (f", the source of {transform.img_size}px random-resized crops" if storage is not transform else "")
 
 
-def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, download=None, verbose=True,
-                 transform=None, stream=False, workers=0, **options):
+@dataclass(frozen=True)
+class DataFacts:
+    """What a dataset is, known before any image is decoded (built-in: its spec; synthetic: its name; files:
+    their headers)."""
+    channels: int
+    sizes: tuple[tuple[int, int], ...]    # the distinct (h, w) of its images over both splits, sorted
+    counts: dict[str, int]                # split -> images
+    num_classes: int
+    classes: tuple[str, ...] = ()         # class names; empty where only the data files hold them (CIFAR-100)
+
+
+class DataSource:
+    """One kind of dataset (the module's table). `load` refuses, in one line, what the kind cannot do."""
+    kind: str = ""
+    streamable: bool = False      # its images are files that can be decoded per epoch (--data-path stream)
+    fixed_splits: bool = True     # only 'train' and 'test' (image files: any split folder or list)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def describe(self) -> DataFacts:
+        raise NotImplementedError
+
+    def load(self, split: str = "train", subset: int | None = None, seed: int = 0,
+             transform: ImageTransform | None = None, stream: bool = False, workers: int = 0,
+             verbose: bool = True):
+        """`split` as an `ImageDataset` (uint8 images in memory), or with `stream` a `FileDataset` that decodes
+        its files when asked; `subset` keeps a class-stratified N chosen with `seed`; `transform` (the run's
+        `ImageTransform`) sets the image size (see `load_dataset`)."""
+        transform = transform or ImageTransform()
+        if stream and not self.streamable:
+            raise ValueError(f"--data-path stream decodes image files (an ImageFolder or a file list); {self.name} "
+                             f"is read whole into memory: use --data-path memory or auto")
+        if self.fixed_splits and split not in SPLITS:
+            raise ValueError(f"split must be 'train' or 'test' for {self.name}, got {split!r}")
+        storage = transform.source() if transform.rrc and split == "train" and not stream else transform
+        return self._load(split, subset, seed, transform, storage, stream, workers, verbose)
+
+    def _load(self, split, subset, seed, transform, storage, stream, workers, verbose):
+        raise NotImplementedError
+
+    @staticmethod
+    def _in_memory(ds, split, subset, seed, subset_done, total, transform, storage, verbose):
+        """The shared end of a source read whole: the stratified subset (unless the reader took it), the resize
+        to the run's image size, and the log line."""
+        if subset is not None and not subset_done:
+            indices = stratified_indices(ds.labels, subset, seed, ds.num_classes)
+            if len(indices) < len(ds):
+                ds = ds.take(indices, f"stratified subset of {len(indices)}/{len(ds)}, seed {seed}")
+        elif subset_done:
+            ds.source += f"; stratified subset of {len(ds)}/{total}, seed {seed}"
+        _, h, w = ds.image_size
+        if not storage.is_identity_for(h, w):
+            what = _describe_resize(transform, storage, [(h, w)])
+            ds = replace(ds, images=_resize_in_memory(ds.images, storage), source=f"{ds.source}; {what}",
+                         out_size=(transform.img_size,) * 2 if storage is not transform else None)
+            _log(verbose, f"{ds.name} {split}: {what}")
+        _log(verbose, f"{ds.name} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
+                      f"{ds.num_classes} classes from {ds.source}")
+        return ds
+
+
+class BuiltinSource(DataSource):
+    """A dataset of spec.BUILTIN: found on disk (or acquired, `download`), read by its format's reader."""
+    kind = "builtin"
+
+    def __init__(self, name: str, data_dir=None, download: bool | None = None) -> None:
+        super().__init__(name)
+        self.spec, self.data_dir, self.download = BUILTIN[name], data_dir, download
+
+    def describe(self) -> DataFacts:
+        c, h, w = self.spec.image_size
+        return DataFacts(c, ((h, w),), dict(self.spec.counts), self.spec.num_classes, tuple(self.spec.classes))
+
+    def _load(self, split, subset, seed, transform, storage, stream, workers, verbose):
+        spec = self.spec
+        folder = locate(self.name, split, self.data_dir, self.download, verbose)
+        read = READERS[spec.reader](spec, split, folder, subset, seed)
+        ds = ImageDataset(images=read.images, labels=read.labels, classes=read.classes, mean=spec.mean,
+                          std=spec.std, name=self.name, lossy=spec.lossy,
+                          source=f"{folder}" + (f" ({read.note})" if read.note else ""), split=split)
+        return self._in_memory(ds, split, subset, seed, read.subset_done, spec.counts[split], transform, storage,
+                               verbose)
+
+
+class SyntheticSource(DataSource):
+    """Deterministic class-pattern images (synthetic.py); `options` num_samples, image_size=(C, H, W) and
+    num_classes override the name's."""
+    kind = "synthetic"
+
+    def __init__(self, name: str, **options) -> None:
+        super().__init__(name)
+        n, c, h, w, k = parse_spec(name)
+        n = options.pop("num_samples", n)
+        c, h, w = options.pop("image_size", (c, h, w))
+        k = options.pop("num_classes", k)
+        if options:
+            raise ValueError(f"unknown synthetic options {sorted(options)}: use num_samples, image_size, num_classes")
+        self.shape = (n, c, h, w, k)
+
+    def describe(self) -> DataFacts:
+        n, c, h, w, k = self.shape
+        return DataFacts(c, ((h, w),), {"train": n, "test": max(n // 5, k)}, k,
+                         tuple(f"class{i}" for i in range(k)))
+
+    def _load(self, split, subset, seed, transform, storage, stream, workers, verbose):
+        n, c, h, w, k = self.shape
+        images, labels = make_synthetic(split, n, c, h, w, k)
+        mean, std = channel_stats(make_synthetic("train", n, c, h, w, k)[0] if split != "train" else images)
+        ds = ImageDataset(images=images, labels=labels, classes=[f"class{i}" for i in range(k)], mean=mean, std=std,
+                          name="synthetic", lossy=False, source=f"generated synthetic:{n}x{c}x{h}x{w}:{k}",
+                          split=split)
+        return self._in_memory(ds, split, subset, seed, False, len(ds), transform, storage, verbose)
+
+
+class FileSource(DataSource):
+    """An ImageFolder or a file list (`key` imagefolder | filelist): indexed from the image headers (cached
+    while unchanged, `file_index`), normalised by the train split's statistics at the run's transform."""
+    kind = "files"
+    streamable = True
+    fixed_splits = False
+
+    def __init__(self, key: str, path: Path) -> None:
+        super().__init__(key)
+        self.key, self.path = key, Path(path)
+
+    def describe(self) -> DataFacts:
+        train, _ = file_index(self.key, self.path, "train")
+        test, _ = file_index(self.key, self.path, "test")
+        return DataFacts(train.channels, tuple(sorted(set(train.sizes()) | set(test.sizes()))),
+                         {"train": len(train), "test": len(test)}, len(train.classes), tuple(train.classes))
+
+    def _load(self, split, subset, seed, transform, storage, stream, workers, verbose):
+        key, path = self.key, self.path
+        index, note = file_index(key, path, split)
+        train_index = index if split == "train" else file_index(key, path, "train")[0]
+        channels = train_index.channels
+        missing = sorted(set(index.classes) - {index.classes[y] for y in index.labels.unique().tolist()})
+        if missing:
+            _log(verbose, f"{index.source} has no images of class(es) {', '.join(missing)} of the train split")
+        stats_of = FileDataset(train_index, transform, (0.0,) * channels, (1.0,) * channels, key, channels=channels)
+        mean, std = file_stats(stats_of, sources.cache_dir(), workers)
+        fds = FileDataset(index, storage, mean, std, key, source=index.source, split=split, channels=channels,
+                          workers=workers)
+        if subset is not None:
+            indices = stratified_indices(fds.labels, subset, seed, fds.num_classes)
+            if len(indices) < len(fds):
+                fds = fds.take(indices, f"stratified subset of {len(indices)}/{len(fds)}, seed {seed}")
+        sizes = index.sizes()
+        if transform.img_size is not None and not (len(sizes) == 1 and storage.is_identity_for(*sizes[0])):
+            fds.source += "; " + _describe_resize(transform, storage, sizes,
+                                                  "per image as it is read" if stream else "once on load")
+        if stream:
+            _log(verbose, f"{key} {split}: {len(fds)} image files streamed at "
+                          f"{'x'.join(map(str, fds.image_size))}, {fds.num_classes} classes from {fds.source}")
+            return fds
+        ds = fds.to_memory(workers)
+        if storage is not transform:
+            ds.out_size = (transform.img_size,) * 2
+        _log(verbose, f"{key} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
+                      f"{ds.num_classes} classes from {ds.source}")
+        return ds
+
+
+def data_source(name: str, data_dir=None, download: bool | None = None, **options) -> DataSource:
+    """The source a dataset name means (the module's table); an unknown name is a one-line ValueError.
+    `data_dir` and `download` apply to built-in datasets, `options` to synthetic ones."""
+    key, path = resolve_name(name)
+    if options and not key.startswith("synthetic"):
+        raise ValueError(f"options {sorted(options)} only apply to the synthetic dataset")
+    if path is not None:
+        return FileSource(key, path)
+    if key.startswith("synthetic"):
+        return SyntheticSource(key, **options)
+    return BuiltinSource(key, data_dir, download)
+
+
+def load_dataset(name: str, split: str = "train", data_dir=None, subset: int | None = None, seed: int = 0,
+                 download: bool | None = None, verbose: bool = True, transform: ImageTransform | None = None,
+                 stream: bool = False, workers: int = 0, **options):
     """Load `split` of dataset `name` as an `ImageDataset` (uint8 images on the CPU, see dataset.py), or, with
     `stream=True`, as a `FileDataset` that decodes its files when asked (ImageFolder and file lists only).
 
@@ -209,116 +307,6 @@ def load_dataset(name, split="train", data_dir=None, subset=None, seed=0, downlo
     workers: DataLoader processes decoding image files (0: this process).
     options (synthetic only): num_samples, image_size=(C, H, W), num_classes.
     """
-    key, path = resolve_name(name)
-    transform = transform or ImageTransform()
-    if options and not key.startswith("synthetic"):
-        raise ValueError(f"options {sorted(options)} only apply to the synthetic dataset")
-    if stream and key not in ("imagefolder", "filelist"):
-        raise ValueError(f"--data-path stream decodes image files (an ImageFolder or a file list); {key} is read "
-                         f"whole into memory: use --data-path memory or auto")
-    lossy, subset_done = False, False
-    if key not in ("imagefolder", "filelist") and split not in _SPLITS:
-        raise ValueError(f"split must be 'train' or 'test' for {key}, got {split!r}")
-    storage = transform.source() if transform.rrc and split == "train" and not stream else transform
-    if key in ("imagefolder", "filelist"):
-        return _load_files(key, path, split, subset, seed, transform, storage, stream, workers, verbose)
-    if key.startswith("synthetic"):
-        n, c, h, w, k = parse_spec(key)
-        n = options.pop("num_samples", n)
-        c, h, w = options.pop("image_size", (c, h, w))
-        k = options.pop("num_classes", k)
-        if options:
-            raise ValueError(f"unknown synthetic options {sorted(options)}: use num_samples, image_size, num_classes")
-        images, labels = make_synthetic(split, n, c, h, w, k)
-        classes, source = [f"class{i}" for i in range(k)], f"generated synthetic:{n}x{c}x{h}x{w}:{k}"
-        mean, std = channel_stats(make_synthetic("train", n, c, h, w, k)[0] if split != "train" else images)
-        key = "synthetic"
-    else:
-        folder = locate(key, split, data_dir, download, verbose)
-        images, labels, classes, note, subset_done = _read_builtin(key, split, folder, subset, seed)
-        source = f"{folder}" + (f" ({note})" if note else "")
-        mean, std = BUILTIN[key].mean, BUILTIN[key].std
-        lossy = BUILTIN[key].lossy
-    ds = ImageDataset(images=images, labels=labels, classes=classes, mean=mean, std=std, name=key, lossy=lossy,
-                      source=source, split=split)
-    if subset is not None and not subset_done:
-        indices = stratified_indices(ds.labels, subset, seed, ds.num_classes)
-        if len(indices) < len(ds):
-            ds = ds.take(indices, f"stratified subset of {len(indices)}/{len(ds)}, seed {seed}")
-    elif subset_done:
-        ds.source += f"; stratified subset of {len(ds)}/{BUILTIN[key].counts[split]}, seed {seed}"
-    _, h, w = ds.image_size
-    if not storage.is_identity_for(h, w):
-        what = _describe_resize(transform, storage, [(h, w)])
-        ds = replace(ds, images=_resize_in_memory(ds.images, storage), source=f"{ds.source}; {what}",
-                     out_size=(transform.img_size,) * 2 if storage is not transform else None)
-        _log(verbose, f"{ds.name} {split}: {what}")
-    _log(verbose, f"{ds.name} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
-                  f"{ds.num_classes} classes from {ds.source}")
-    return ds
+    return data_source(name, data_dir, download, **options).load(split, subset, seed, transform, stream, workers,
+                                                                 verbose)
 
-
-def _load_files(key, path, split, subset, seed, transform, storage, stream, workers, verbose):
-    """An ImageFolder or file list split: indexed from headers, decoded whole (memory) or per epoch (stream)."""
-    index, note = file_index(key, path, split)
-    train_index = index if split == "train" else file_index(key, path, "train")[0]
-    channels = train_index.channels
-    missing = sorted(set(index.classes) - {index.classes[y] for y in index.labels.unique().tolist()})
-    if missing:
-        _log(verbose, f"{index.source} has no images of class(es) {', '.join(missing)} of the train split")
-    stats_of = FileDataset(train_index, transform, (0.0,) * channels, (1.0,) * channels, key, channels=channels)
-    mean, std = file_stats(stats_of, sources.cache_dir(), workers)
-    fds = FileDataset(index, storage, mean, std, key, source=index.source, split=split, channels=channels,
-                      workers=workers)
-    if subset is not None:
-        indices = stratified_indices(fds.labels, subset, seed, fds.num_classes)
-        if len(indices) < len(fds):
-            fds = fds.take(indices, f"stratified subset of {len(indices)}/{len(fds)}, seed {seed}")
-    sizes = index.sizes()
-    if transform.img_size is not None and not (len(sizes) == 1 and storage.is_identity_for(*sizes[0])):
-        fds.source += "; " + _describe_resize(transform, storage, sizes,
-                                              "per image as it is read" if stream else "once on load")
-    if stream:
-        _log(verbose, f"{key} {split}: {len(fds)} image files streamed at {'x'.join(map(str, fds.image_size))}, "
-                      f"{fds.num_classes} classes from {fds.source}")
-        return fds
-    ds = fds.to_memory(workers)
-    if storage is not transform:
-        ds.out_size = (transform.img_size,) * 2
-    _log(verbose, f"{key} {split}: {len(ds)} images {'x'.join(map(str, ds.image_size))}, "
-                  f"{ds.num_classes} classes from {ds.source}")
-    return ds
-
-
-def ensure_default_dataset(verbose=True, data_dir=None):
-    """Make sure Fashion-MNIST (the demo's dataset) is on disk and return its folder.
-
-    Found in the usual places -> that folder. Otherwise, as root with apt-get available, run
-    `apt-get install -y dataset-fashion-mnist` (printing so); otherwise (or if that fails) try the torchvision
-    download; otherwise a one-line FileNotFoundError saying how to get it.
-    """
-    def found():
-        folders = [sources.find_folder("fashion-mnist", s, data_dir)[0] for s in _SPLITS]
-        return folders[0] if folders[0] is not None and folders[0] == folders[1] else None
-
-    if (folder := found()) is not None:
-        return folder
-    attempts = []
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        for cmd in (["apt-get", "install", "-y", "dataset-fashion-mnist"],
-                    ["apt-get", "update"], ["apt-get", "install", "-y", "dataset-fashion-mnist"]):
-            _log(verbose, f"Fashion-MNIST not found; running: {' '.join(cmd)}")
-            done = subprocess.run(cmd, stdout=sys.stderr if verbose else subprocess.DEVNULL,
-                                  stderr=sys.stderr if verbose else subprocess.DEVNULL)
-            if cmd[1] == "install" and done.returncode == 0 and (folder := found()) is not None:
-                return folder
-        attempts.append("apt-get install dataset-fashion-mnist failed")
-    try:
-        download("fashion-mnist", verbose)
-        if (folder := found()) is not None:
-            return folder
-    except Exception as e:
-        attempts.append(f"torchvision download failed ({type(e).__name__})")
-    looked = ", ".join(map(str, sources.candidate_folders("fashion-mnist", data_dir)))
-    raise FileNotFoundError(f"Fashion-MNIST not found; looked in {looked}; {'; '.join(attempts)}. "
-                            f"To get it: {BUILTIN['fashion-mnist'].how_to_get}")

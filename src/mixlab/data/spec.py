@@ -1,8 +1,9 @@
 """`DatasetSpec`: each built-in dataset described once — its files and checksums, counts, classes, image
 size, default normalisation, where it may live on disk, how to get it, and whether it is lossy.
 
-The readers (`load.py`), the file search (`sources.py`), the paper tables and their plots all read these
-entries, so a new built-in dataset is one entry here plus, if its file format is new, one reader.
+The built-in source (`load.py`), its readers (`readers.py`), the file search (`sources.py`), the paper tables
+and their plots all read these entries, so a new built-in dataset is one entry here plus, if its file format is
+new, one reader in `readers.READERS`.
 """
 from dataclasses import dataclass, field
 

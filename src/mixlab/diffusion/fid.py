@@ -45,8 +45,8 @@ def inception_status(online=None):
     if cached.is_file():
         return True, str(cached), f"Inception weights from {cached}"
     if online is None:
-        from ..data.load import _online
-        online = lambda: _online(INCEPTION_WEIGHTS_HOST)   # noqa: E731
+        from ..data.acquire import online as answers
+        online = lambda: answers(INCEPTION_WEIGHTS_HOST)   # noqa: E731
     if online():
         return True, None, f"torch-fidelity downloads the Inception weights into {cached.parent}"
     return False, None, (f"the Inception weights are not in {cached.parent} (or $MIXLAB_INCEPTION_WEIGHTS) and "

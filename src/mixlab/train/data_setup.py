@@ -106,31 +106,23 @@ def _workers(asked, n_images):
 
 def prepare_data(config, recipe, device, log):
     """Both splits of `config.data` at the run's image transform, on the chosen data path (`RunData`)."""
-    from ..data import ImageTransform, load_dataset, resolve_name
-    from ..data.load import file_index
-    from ..data.synthetic import parse_spec
-    from ..data.spec import get_spec
+    from ..data import ImageTransform, data_source
     from ..data.transforms import DEFAULT_CROP_PCT
 
-    key, path = resolve_name(config.data)
-    files = key in ("imagefolder", "filelist")
+    source = data_source(config.data, data_dir=config.data_dir)   # an unknown name: one line, nothing read
+    files = source.streamable
     size, note = recipe.img_size, None
     if size is not None:   # refuse a size the model cannot take before any image is decoded
         refusal = model_accepts(config.model, size, 3, config.model_kwargs)
         if refusal:
             raise ValueError(f"image size {size} does not fit {config.model}: {refusal}; choose another --img-size")
-    if files:
-        train_index, _ = file_index(key, path, "train")
-        test_index, _ = file_index(key, path, "test")
-        channels = train_index.channels
-        counts = [len(train_index), len(test_index)]
-        if size is None:
-            sizes = sorted(set(train_index.sizes()) | set(test_index.sizes()))
-            size, note = choose_img_size(sizes, channels, config.model, config.model_kwargs, config.data)
-    else:
-        c, h, w = get_spec(key).image_size if get_spec(key) else parse_spec(key)[1:4]
-        channels, counts = c, None
-        size = size or (h if h == w else None)
+    facts = source.describe()   # image files: their headers only
+    channels, counts = facts.channels, [facts.counts["train"], facts.counts["test"]]
+    if size is None and files:
+        size, note = choose_img_size(list(facts.sizes), channels, config.model, config.model_kwargs, config.data)
+    elif size is None:
+        h, w = facts.sizes[0]
+        size = h if h == w else None
     if note:
         log(note)
     crop_pct = recipe.crop_pct or DEFAULT_CROP_PCT[recipe.train_transform]
@@ -148,21 +140,17 @@ def prepare_data(config, recipe, device, log):
         workers = _workers(config.data_workers, sum(counts))
         log(f"{config.data}: {'streaming the image files' if data_path == 'stream' else 'decoding the images once into memory'}"
             f" at {channels}x{size}x{size} ({reason}; {workers} DataLoader worker(s))")
-    else:
-        data_path, workers = config.data_path, 0
-        if data_path == "stream":
-            raise ValueError(f"--data-path stream decodes image files (an ImageFolder or a file list); "
-                             f"{config.data} is read whole into memory: use --data-path memory or auto")
-        data_path = "memory"
-    kw = dict(data_dir=config.data_dir, subset=config.subset, seed=config.seed, transform=transform,
-              stream=data_path == "stream", workers=workers)
-    train_ds = load_dataset(config.data, split="train", **kw)
+    else:   # held in memory; `--data-path stream` is the source's to refuse (DataSource.load)
+        data_path, workers = "stream" if config.data_path == "stream" else "memory", 0
+    kw = dict(subset=config.subset, seed=config.seed, transform=transform, stream=data_path == "stream",
+              workers=workers)
+    train_ds = source.load("train", **kw)
     if getattr(config, "validation", None):
         train_ds, test_ds = validation_split(train_ds, config.validation)
         log(f"{config.data}: {len(test_ds)} training images held out for validation (seed {VALIDATION_SEED}); "
             f"training on the other {len(train_ds)}, the test set unused")
     else:
-        test_ds = load_dataset(config.data, split="test", **kw)
+        test_ds = source.load("test", **kw)
     return RunData(train_ds, test_ds, transform, data_path, workers)
 
 
