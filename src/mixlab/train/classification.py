@@ -66,10 +66,10 @@ class ClassificationTask:
                 f"{summary['best_epoch']})")
 
     @staticmethod
-    def evaluate_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None,
-                       subset=None, batch_size=1000):
-        """Score a classifier run's best (or `weights`) checkpoint on a split of its dataset (or `data`), at
-        the precision the run trained with: {loss, top1, n, dataset, split, weights, model, precision}."""
+    def load_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None, subset=None):
+        """What scoring a classifier run's checkpoint needs: (model on `device` in eval mode, the split of its
+        dataset (or `data`) at the run's eval transform, the run's `Precision`, the weights file's name or
+        None for the default: best, else last)."""
         from ..checkpoint import load
         from ..data import ImageTransform, load_dataset
         from ..device import pick_device
@@ -94,8 +94,16 @@ class ClassificationTask:
         if tuple(ds.image_size) != expected:
             raise ValueError(f"{name} images are {tuple(ds.image_size)} but the model was trained on {expected}")
         recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
-        precision = Precision(recipe.get("precision", "fp32"), device)
-        result = evaluate(model, ds, device, config["mean"], config["std"], batch_size=batch_size,
+        return model, ds, Precision(recipe.get("precision", "fp32"), device), weights_file
+
+    @staticmethod
+    def evaluate_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None,
+                       subset=None, batch_size=1000):
+        """Score a classifier run's best (or `weights`) checkpoint on a split of its dataset (or `data`), at
+        the precision the run trained with: {loss, top1, n, dataset, split, weights, model, precision}."""
+        model, ds, precision, weights_file = ClassificationTask.load_saved(
+            run, config, data=data, split=split, weights=weights, device=device, data_dir=data_dir, subset=subset)
+        result = evaluate(model, ds, precision.device, config["mean"], config["std"], batch_size=batch_size,
                           precision=precision)
         return {**result, "dataset": ds.name, "split": split, "weights": weights_file or "default weights",
                 "model": config["model"], "precision": precision.name}

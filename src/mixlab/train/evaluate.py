@@ -58,3 +58,27 @@ def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None,
     model.train(was_training)
     n = max(totals[2].item(), 1)
     return {"loss": totals[0].item() / n, "top1": 100.0 * totals[1].item() / n, "n": int(totals[2].item())}
+
+
+@torch.no_grad()
+def confusion_matrix(model, dataset, device, mean, std, batch_size=1000, precision=None):
+    """The K × K confusion matrix of `model` on `dataset` (no augmentation, one process): entry C[i, j] counts
+    the images of true class i that the model puts in class j (argmax of the logits, as `evaluate` scores
+    top-1), so row i sums to the images of class i and trace(C) / ΣC × 100 is `evaluate`'s top-1.
+    K is the dataset's class count (the model's logits must have K columns); an int64 tensor on the CPU."""
+    was_training = model.training
+    model.eval()
+    k = dataset.num_classes
+    counts = torch.zeros(k * k, dtype=torch.int64)
+    index = torch.arange(len(dataset.labels))
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
+    for start, images in zip(range(0, len(index), batch_size), dataset.batches(index, batch_size)):
+        y = dataset.labels[index[start:start + batch_size]]
+        with autocast():
+            logits = model(normalise(images, mean, std, device))
+        if logits.shape[-1] != k:
+            raise ValueError(f"the model gives {logits.shape[-1]} class scores but {dataset.name} has {k} classes")
+        # (true, predicted) → one flat bin true·K + predicted, counted in one bincount
+        counts += torch.bincount(y * k + logits.float().argmax(1).cpu(), minlength=k * k)
+    model.train(was_training)
+    return counts.view(k, k)
