@@ -41,7 +41,7 @@ LAYERS = (
                 "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
     ("engine", ("mixlab.train", "mixlab.decision", "mixlab.bench", "mixlab.track")),
     ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub",
-                      "mixlab.compare")),
+                      "mixlab.compare", "mixlab.report_page")),
     ("cli", ("mixlab.cli",)),
 )
 

@@ -7,10 +7,11 @@ import importlib
 import json
 import sys
 
-VERBS = ["models", "train", "eval", "sample", "demo", "compare", "bench", "reproduce", "sweep", "export", "predict", "analyze", "data"]
+VERBS = ["models", "train", "eval", "sample", "demo", "compare", "bench", "reproduce", "sweep", "export", "predict", "analyze", "data",
+         "report"]
 _MODULES = {"models": "models", "train": "train", "eval": "train", "sample": "sample", "demo": "demo",
             "compare": "compare", "bench": "bench", "reproduce": "reproduce", "sweep": "sweep", "export": "export", "predict": "export",
-            "analyze": "analyze", "data": "data"}
+            "analyze": "analyze", "data": "data", "report": "report"}
 
 
 def _int_at_least(low, what):
