@@ -33,12 +33,12 @@ from .. import create_model
 from ..checkpoint import model_config
 from ..device import pick_device
 from ..decision import decide
-from ..rundir import CONFIG, RunDir, RunError
+from ..rundir import CONFIG, CURVES, RunDir, RunError
 from . import distributed
 from .config import check, default_out, resolve
 from .ema import ModelEma
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
-from .outputs import print_row, write_outputs
+from .outputs import CurvesClock, plot_curves, print_row, write_outputs
 from .precision import Precision
 from .schedule import lr_at
 from .classification import ClassificationTask
@@ -98,6 +98,7 @@ class Run:
     start_epoch: int = 0
     history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_value": None,
                                                    "best_epoch": 0, "train_seconds": 0.0, "collapse": None})
+    curves: CurvesClock = field(default_factory=CurvesClock)
 
     @property
     def eval_model(self):
@@ -395,7 +396,8 @@ def commit_epoch(run, row):
             "ema": run.ema.module.state_dict() if run.ema is not None else None,
             "scaler": run.scaler.state_dict() if run.scaler is not None else None, "rng": rng_state(),
             "history": h, "torch": str(torch.__version__)})
-        write_outputs(run.dir, run.eval_model, h, make_summary(run), best_now, run.task.metric_fields)
+        write_outputs(run.dir, run.eval_model, h, make_summary(run), best_now, run.task.metric_fields,
+                      curves=run.curves.due(final=row["epoch"] >= run.recipe.epochs))
         run.task.after_commit(run, row)
     run.log(print_row(row, run.recipe.epochs))
     distributed.barrier(run.dist)
@@ -410,6 +412,7 @@ def _diverged(run, epoch, what):
         summary = make_summary(run)
         summary["stopped"] = f"diverged: {message}"
         run.dir.write_json("summary.json", summary)
+        plot_curves(run.dir / CURVES, run.history["rows"], title=f"{summary['model']} on {summary['dataset']}")
     raise TrainingDiverged(message)
 
 

@@ -1,14 +1,34 @@
 """The human-facing files of a run directory, all derived from the committed trainer state and each written
 atomically: last/best.safetensors, metrics.csv (one row an epoch), steps.csv (loss and lr per step),
-summary.json and curves.png (loss and top-1 against epoch)."""
+summary.json and curves.png (loss and top-1 against epoch).
+
+curves.png is redrawn at a run's last epoch and otherwise at most every CURVES_SECONDS: drawing it costs
+about a second of a CPU (matplotlib's layout), more than a whole epoch of a small run, and between two
+draws it only shows a progress picture of what metrics.csv already holds exactly."""
 import csv
 import io
+import time
 from ..fileio import pyplot, save_figure
 from ..rundir import BEST, CURVES, LAST, METRICS, STEPS, SUMMARY
 
 # seconds: the whole epoch (training pass + evaluation); train_pass_seconds: the training pass alone.
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds",
                  "train_pass_seconds")
+CURVES_SECONDS = 30.0
+
+
+class CurvesClock:
+    """Whether curves.png is due: at the last epoch, or CURVES_SECONDS after the previous draw (or the run's start)."""
+
+    def __init__(self, every=CURVES_SECONDS):
+        self.every, self.drawn_at = every, time.monotonic()
+
+    def due(self, final):
+        now = time.monotonic()
+        if final or now - self.drawn_at >= self.every:
+            self.drawn_at = now
+            return True
+        return False
 
 
 def _csv_text(fields, rows):
@@ -20,8 +40,8 @@ def _csv_text(fields, rows):
     return buf.getvalue()
 
 
-def write_outputs(rundir, eval_model, history, summary, best_now, fields=METRIC_FIELDS):
-    """The derived files of a `RunDir` after a committed epoch."""
+def write_outputs(rundir, eval_model, history, summary, best_now, fields=METRIC_FIELDS, curves=True):
+    """The derived files of a `RunDir` after a committed epoch (curves.png only when `curves`)."""
     rundir.write_weights(LAST, eval_model)
     if best_now:
         rundir.write_weights(BEST, eval_model)
@@ -30,7 +50,8 @@ def write_outputs(rundir, eval_model, history, summary, best_now, fields=METRIC_
              for i, (lr, loss) in enumerate(zip(history["step_lr"], history["step_loss"]))]
     rundir.write_text(STEPS, _csv_text(("step", "lr", "loss"), steps))
     rundir.write_json(SUMMARY, summary)
-    plot_curves(rundir / CURVES, history["rows"], title=f"{summary['model']} on {summary['dataset']}")
+    if curves:
+        plot_curves(rundir / CURVES, history["rows"], title=f"{summary['model']} on {summary['dataset']}")
 
 
 def plot_curves(path, rows, title=""):
