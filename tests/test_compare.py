@@ -140,3 +140,62 @@ def test_the_random_and_dwconv_mixers_follow_their_equations():
     img = x.transpose(1, 2).reshape(2, 8, 4, 4)
     ref = conv.norm(F.gelu(F.conv2d(img, conv.conv.weight, conv.conv.bias, padding=1, groups=8)))
     assert torch.allclose(conv(x), ref.flatten(2).transpose(1, 2), atol=1e-6)
+
+
+# A compare small enough to repeat: 1 mixer × 2 seeds, 12 steps of 4 per epoch (3 epoch checkpoints per run).
+_SMALL = dict(mixers=["pooling"], data="synthetic:64x1x8x8:2", budget="12steps", seeds=2,
+              skeleton="demo", width=16, patch=4, batch_size=16, device="cpu", measure=False, threads=1)
+
+
+def _seed_rows(result):
+    """What must not depend on how the runs were launched: each seed's test top-1 and final losses."""
+    out = {}
+    for row in result["rows"]:
+        for s in row["seeds"]:
+            summary = json.loads((__import__("pathlib").Path(s["run"]) / "summary.json").read_text())
+            out[(row["mixer"], s["seed"])] = (s["test_top1"], summary.get("test_loss"), summary.get("train_loss"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential_compare(tmp_path_factory):
+    return _seed_rows(run_compare(CompareConfig(**_SMALL, out=str(tmp_path_factory.mktemp("seq"))),
+                                  log=lambda m: None, command="test"))
+
+
+def test_two_workers_give_the_sequential_rows(tmp_path, sequential_compare):
+    parallel = run_compare(CompareConfig(**_SMALL, out=str(tmp_path), workers=2), log=lambda m: None, command="test")
+    assert _seed_rows(parallel) == sequential_compare
+
+
+def test_a_killed_compare_rerun_completes_only_what_is_missing(tmp_path, sequential_compare):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-c", "import sys; from mixlab.cli import main; sys.exit(main(sys.argv[1:]))", "compare",
+           "--mixers", ",".join(_SMALL["mixers"]), "--data", _SMALL["data"], "--budget", _SMALL["budget"],
+           "--seeds", "2", "--skeleton", "demo", "--width", "16", "--patch", "4", "--batch-size", "16",
+           "--device", "cpu", "--no-measure", "--threads-per-run", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "runs" / "pooling" / "seed-0" / "summary.json"
+
+    def first_finished():   # summary.json is rewritten every epoch; "completed" marks the run's end
+        try:
+            return json.loads(first.read_text()).get("completed", False)
+        except (OSError, ValueError):
+            return False
+    deadline = time.time() + 120
+    while not first_finished() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)    # kill -9 the compare while its second run trains (or starts)
+    proc.wait()
+    assert first_finished(), "the compare was killed before its first run finished"
+    assert not (out / "compare.json").exists()
+    lines = []
+    again = run_compare(CompareConfig(**_SMALL, out=str(out)), log=lines.append, command="test")
+    todo = next(m for m in lines if "to train" in m)
+    assert todo.startswith("compare: 1 run(s) to train (1 already finished)")    # the finished run is kept
+    assert _seed_rows(again) == sequential_compare     # resumed or retrained, the rows are the uninterrupted ones
