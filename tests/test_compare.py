@@ -119,6 +119,11 @@ def test_compare_trains_to_the_budget_and_a_rerun_reuses_the_runs(tmp_path):
             summary = json.loads((tmp_path / "runs" / row["mixer"] / f"seed-{seed['seed']}" / "summary.json").read_text())
             assert summary["completed"] and summary["epochs"] == 2      # 4 steps per epoch: 4 + 2
     assert "vs_baseline" in first["rows"][1] and (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    versus = first["rows"][1]["vs_baseline"]    # the baseline line is the pairwise table's entry
+    assert first["pairwise"]["random"]["pooling"] == {k: versus[k] for k in ("difference", "p")}
+    assert first["pairwise"]["pooling"]["random"]["difference"] == -versus["difference"]
+    md = (tmp_path / "compare.md").read_text()
+    assert "Every pair: row − column" in md and "Pareto front, top-1 against parameters" in md
     again = []
     second = run_compare(cc, log=again.append, command="test")
     assert not any("to train" in m for m in again)                       # nothing trained twice

@@ -61,12 +61,43 @@ def markdown(result):
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(rows[0]) - 1)) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
     plan, env = result["plan"], result["environment"]
+    out += pairwise_markdown(result) + pareto_lines(result)
     out += ["", f"{plan['data'].get('train_images'):,} training images; budget {plan['budget']['text']} per run "
                 f"(recipe {plan['recipe']} v{plan['recipe_version']}, batch {plan['batch_size']}); "
                 f"{env.get('device_name')} ({plan['device']}, {plan['threads']} threads, "
                 f"{', '.join(env.get('precision') or [])}), torch {env.get('torch')}, {env.get('date')}",
             "", f"`{result['command']}`"]
     return "\n".join(out) + "\n"
+
+
+def pairwise_markdown(result):
+    """The pairwise table: row − column difference of mean test top-1 (points) and Welch's p."""
+    pairs = result.get("pairwise") or {}
+    names = [r["mixer"] for r in sorted(result["rows"], key=lambda r: -(r["top1_mean"] or -1)) if r["mixer"] in pairs]
+    if len(names) < 2:
+        return []
+    cell = lambda v: f"{v['difference']:+.2f}" + (f" (p={v['p']:.2g})" if v["p"] is not None else "")  # noqa: E731
+    out = ["", "Every pair: row − column, test top-1 points (Welch's two-sided p over the seeds)", "",
+           "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    out += ["| " + a + " | " + " | ".join("·" if a == b else cell(pairs[a][b]) for b in names) + " |" for a in names]
+    return out
+
+
+def pareto_members(result, key):
+    """Mixers on the Pareto front of mean test top-1 against `key` (more throughput or less cost is better)."""
+    pts = [(r[key], r) for r in result["rows"] if r["top1_mean"] is not None and r.get(key) is not None]
+    sign = 1 if key == "train_images_per_s" else -1
+    return sorted((pts[i] for i in pareto_front([(sign * x, r["top1_mean"]) for x, r in pts])), key=lambda p: p[0])
+
+
+def pareto_lines(result):
+    """One line per Pareto plot: which mixers no other mixer beats on both accuracy and that axis."""
+    out = [""]
+    for key, label in PLOTS:
+        front = pareto_members(result, key)
+        if front:
+            out.append(f"- Pareto front, top-1 against {label}: {', '.join(r['mixer'] for _, r in front)}")
+    return out
 
 
 def to_csv(result):
@@ -102,9 +133,7 @@ def plot_pareto(result, path):
         for x, r in pts:
             ax.errorbar(x, r["top1_mean"], yerr=r["top1_sd"] or 0, fmt="o", capsize=3)
             ax.annotate(r["mixer"], (x, r["top1_mean"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        sign = 1 if key == "train_images_per_s" else -1   # throughput: more is better; costs: less is better
-        front = sorted((pts[i] for i in pareto_front([(sign * x, r["top1_mean"]) for x, r in pts])),
-                       key=lambda p: p[0])
+        front = pareto_members(result, key)   # throughput: more is better; costs: less is better
         if len(front) > 1:
             ax.plot([x for x, _ in front], [r["top1_mean"] for _, r in front], "--", color="grey", alpha=0.6)
         if key != "train_images_per_s" and pts and min(x for x, _ in pts) > 0:

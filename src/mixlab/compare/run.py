@@ -269,10 +269,17 @@ def run_compare(cc, log=print, command=None):
                 r["vs_baseline"] = {"baseline": cc.baseline, **welch([s["test_top1"] for s in r["seeds"]],
                                                                      [s["test_top1"] for s in base["seeds"]])}
     result = {"command": command or " ".join(shlex.quote(a) for a in sys.argv), "asked": plan["asked"],
-              "baseline": cc.baseline, "plan": {k: v for k, v in plan.items() if k != "mixers"}, "environment": _environment(plan, rows),
-              "rows": rows, "failed": failed}
+              "baseline": cc.baseline, "plan": {k: v for k, v in plan.items() if k != "mixers"},
+              "environment": _environment(plan, rows), "rows": rows, "pairwise": pairwise(rows), "failed": failed}
     write_report(Path(cc.out), result)
     return result
+
+
+def pairwise(rows):
+    """{a: {b: welch(a's seeds, b's seeds)}} for every ordered pair of mixers with seeds: any claim "a beats b"
+    reads its difference and p-value here, whichever mixer was the baseline."""
+    top1 = {r["mixer"]: [s["test_top1"] for s in r["seeds"]] for r in rows if r["seeds"]}
+    return {a: {b: welch(top1[a], top1[b]) for b in top1 if b != a} for a in top1}
 
 
 def _environment(plan, rows):
