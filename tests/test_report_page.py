@@ -243,7 +243,8 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
              ([str(runs[0]), str(damaged)], "summary.json is not valid JSON"),
              ([str(no_summary)], "has no summary.json"),
              ([str(bad_grid)], "epoch_001.png is not a readable image"),
-             ([str(runs[0]), str(runs[0])], "is given twice")]
+             ([str(runs[0]), str(runs[0])], "is given twice"),
+             ([str(runs[0]), "--weights", "gone.safetensors"], "gone.safetensors (--no-confusion skips")]
     for argv, message in cases:
         for out in (good, tmp_path / "new.html"):
             assert main(["report", *argv, "--out", str(out)]) == 1

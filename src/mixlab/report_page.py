@@ -457,8 +457,13 @@ def write_report(run_dirs, out, images=2000, weights=None, device="cpu", data_di
                 # an archived run (summary, metrics, config kept; weights not): the page says so
                 r.no_confusion = f"no weights in the run directory ({', '.join(WEIGHT_FILES)}): no confusion matrix"
             else:
-                r.confusion = run_confusion(r, images=images or None, weights=weights, device=device,
-                                            data_dir=data_dir)
+                try:
+                    r.confusion = run_confusion(r, images=images or None, weights=weights, device=device,
+                                                data_dir=data_dir)
+                except (OSError, ValueError) as e:   # weights or test split unusable: say which run, and the way out
+                    text = " ".join(str(e).split())[:400] or type(e).__name__
+                    raise RunError(f"{r.label}: no confusion matrix: {text} (--no-confusion skips the "
+                                   f"evaluation)") from None
         elif r.task == "diffusion":
             r.grids = sample_grids(r)
     page = render_page(runs, title=title)
