@@ -237,12 +237,17 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     bad_grid = tmp_path / "bad_grid"
     shutil.copytree(runs[2], bad_grid)
     (bad_grid / "samples" / "epoch_001.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    escaping = tmp_path / "escaping"      # summary.json pointing the page at a file outside the run
+    shutil.copytree(runs[2], escaping)
+    summary = json.loads((escaping / "summary.json").read_text())
+    (escaping / "summary.json").write_text(json.dumps({**summary, "samples": "../bad_grid/samples/epoch_001.png"}))
     (tmp_path / "empty").mkdir()
     cases = [([str(tmp_path / "empty")], "is not a run directory"),
              ([str(tmp_path / "missing")], "does not exist"),
              ([str(runs[0]), str(damaged)], "summary.json is not valid JSON"),
              ([str(no_summary)], "has no summary.json"),
              ([str(bad_grid)], "epoch_001.png is not a readable image"),
+             ([str(escaping)], "outside"),
              ([str(runs[0]), str(runs[0])], "is given twice"),
              ([str(runs[0]), "--weights", "gone.safetensors"], "gone.safetensors (--no-confusion skips")]
     for argv, message in cases:

@@ -136,6 +136,10 @@ def sample_grids(run: RunInfo, limit=MAX_GRIDS):
     chosen = [f"samples/{n}" for n in names[-limit:]]
     named = run.summary.get("samples")
     if isinstance(named, str) and named not in chosen:
+        # summary.json is data from the run: it may only name a file of the run's own samples folder
+        if not (run.path / named).resolve().is_relative_to(folder.resolve()):
+            raise RunError(f"{run.path / 'summary.json'} names samples {named!r} outside {folder}: the run "
+                           f"directory is damaged")
         chosen = (chosen + [named])[-limit:]
     out = []
     for rel in chosen:
