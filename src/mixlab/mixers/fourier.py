@@ -5,9 +5,9 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.act import act_fn
 from ..layers.contract import image_to_tokens, tokens_to_image
 
-_ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "swish": F.silu}
 
 
 def _dft_matrices(n, rows, device, dtype):
@@ -75,7 +75,8 @@ def adaptive_mask(re, im, w1, b1, w2, b2, act, threshold):
     groups, block = w1.shape[1], w1.shape[2]
     to_groups = lambda t: t.permute(0, 2, 3, 1).reshape(b, h, wf, groups, block)
     re, im = _complex_linear(to_groups(re), to_groups(im), w1, b1)
-    re, im = _complex_linear(_ACTS[act](re), _ACTS[act](im), w2, b2)
+    fn = act_fn(act, "AFF")
+    re, im = _complex_linear(fn(re), fn(im), w2, b2)
     from_groups = lambda t: t.reshape(b, h, wf, c).permute(0, 3, 1, 2)
     return F.softshrink(from_groups(re), threshold), F.softshrink(from_groups(im), threshold)
 
@@ -125,8 +126,7 @@ class AdaptiveFrequencyFilter(nn.Module):
         super().__init__()
         if dim % num_groups:
             raise ValueError(f"AFF: dim {dim} is not divisible by num_groups {num_groups}")
-        if act not in _ACTS:
-            raise ValueError(f"AFF: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
+        act_fn(act, "AFF")   # an unknown name is refused here, before any weight is made
         self.dim, self.num_groups = dim, num_groups
         self.block = dim // num_groups
         hidden = self.block * hidden_factor

@@ -1,6 +1,6 @@
 from torch import nn
 
-_ACTS = {"gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "identity": nn.Identity}
+from ..layers.act import act_layer
 
 
 class GluGating(nn.Module):
@@ -20,10 +20,9 @@ class GluGating(nn.Module):
     def __init__(self, dim, num_tokens=None, grid=None, hidden_dim=512, act="gelu", share_norm=True,
                  use_norm=True, gate_drop=0.0):
         super().__init__()
-        if act not in _ACTS:
-            raise ValueError(f"GLU gating: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
+        act_cls = act_layer(act, "GLU gating")
         self.w_gate = nn.Linear(dim, hidden_dim)
-        self.act = _ACTS[act]()
+        self.act = act_cls()
         self.w_value = nn.Linear(dim, hidden_dim)
         self.norm_gate = nn.LayerNorm(hidden_dim) if use_norm else nn.Identity()
         self.norm_value = None if (share_norm or not use_norm) else nn.LayerNorm(hidden_dim)

@@ -27,11 +27,11 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, LayerNorm2d, make_divisible, trunc_normal_
 from timm.models._features import feature_take_indices
 
+from ..layers.act import act_layer as named_act_layer
 from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
 from ..mixers.fourier import AdaptiveFrequencyFilter
 from ..registry import register_model
 
-_ACTS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 # mode in the official config → (MV2 expand ratio, layer1/2 channels, layer3/4/5 channels); blocks 2/4/3,
 # AFF ffn_dim = 2 × channels everywhere.
@@ -169,12 +169,10 @@ class AFFNet(ClassifierApi, nn.Module):
             raise ValueError(f"AFFNet: unknown init {init!r}; choose one of {list(INITS)}")
         attn_norm_layer(attn_norm, 1)   # refuse an unknown norm before building anything
         self.init = init
-        if act not in _ACTS:
-            raise ValueError(f"AFFNet: unknown activation {act!r}; choose one of {sorted(_ACTS)}")
+        act_layer = named_act_layer(act, "AFFNet")
         if len(channels) != 5 or len(depths) != 3:
             raise ValueError(f"AFFNet needs 5 stage widths and 3 AFF depths, got {channels} and {depths}")
         check_pool(global_pool)
-        act_layer = _ACTS[act]
         self.num_classes, self.in_chans, self.img_size = num_classes, in_chans, img_size
         self.global_pool = global_pool
         self.grad_checkpointing = False
