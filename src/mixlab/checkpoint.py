@@ -9,7 +9,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from . import registry
-from .fileio import atomic_write, write_json
+from .fileio import atomic_write, first_line, write_json
 from .layers.mlp import CHANNEL_MLPS
 from .mixers import MIXERS
 from .rundir import RunDir, RunError
@@ -92,11 +92,6 @@ def save(model, directory, weights_name="model.safetensors", **meta):
     return directory
 
 
-def _first_line(err):
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _unwrap(model):
     model = getattr(model, "module", model)          # DDP
     return getattr(model, "_orig_mod", model)        # torch.compile
@@ -134,24 +129,24 @@ def load(path, weights=None, map_location="cpu", allow_pickle=False):
     try:
         model = build_from_config(config)
     except (TypeError, ValueError) as e:
-        raise RunError(f"{config_path}: cannot build {config['model']!r} from it: {_first_line(e)}") from None
+        raise RunError(f"{config_path}: cannot build {config['model']!r} from it: {first_line(e)}") from None
     if weight_file.suffix == ".safetensors":
         try:
             load_model(model, str(weight_file), strict=True, device=str(map_location))
         except Exception as e:
-            raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
+            raise ValueError(f"{weight_file} does not match model {config['model']}: {first_line(e)}") from e
     else:
         try:
             # weights_only: the unpickler accepts tensors and plain containers only, so no code can run.
             state = torch.load(weight_file, map_location=map_location, weights_only=True)
         except Exception as e:
             raise ValueError(f"{weight_file.name} was refused by weights-only loading (it holds more than "
-                             f"tensors): {_first_line(e)}") from e
+                             f"tensors): {first_line(e)}") from e
         state = state.get("model", state) if isinstance(state, dict) else state
         try:
             model.load_state_dict(state)
         except Exception as e:
-            raise ValueError(f"{weight_file} does not match model {config['model']}: {_first_line(e)}") from e
+            raise ValueError(f"{weight_file} does not match model {config['model']}: {first_line(e)}") from e
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:   # a diverged or damaged file: every score from it would be nan, never an answer
         raise RunError(f"{weight_file} holds non-finite weights ({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''}); "

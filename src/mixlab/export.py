@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .fileio import TEMP_MARK, check_writable
+from .fileio import TEMP_MARK, check_writable, first_line
 from .mixers.fourier import AdaptiveFrequencyFilter
 
 DEFAULT_OPSET = 17
@@ -91,9 +91,7 @@ class ExportReport:
 
 def _why(err):
     """The first informative line of an exporter error (TorchScript errors append whole graphs)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    first = lines[0] if lines else type(err).__name__
-    return first[:300]
+    return first_line(err, limit=300)
 
 
 @contextlib.contextmanager

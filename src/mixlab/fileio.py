@@ -23,6 +23,15 @@ class WriteError(OSError):
     The message is one line that names the path and the reason."""
 
 
+def first_line(error: BaseException | str, default: str | None = None, limit: int | None = None) -> str:
+    """The first non-empty line of an error's message, stripped: what a one-line error shows of another error
+    (tracebacks, exporter graphs and pickling details follow on later lines). An empty message gives `default`,
+    or the exception's type name when none is given; `limit` cuts the line to that many characters."""
+    text = str(error).strip()
+    line = text.splitlines()[0].strip() if text else (type(error).__name__ if default is None else default)
+    return line[:limit] if limit else line
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -44,8 +53,7 @@ def _reason(err):
         return "it is a folder"
     if code == errno.EFBIG:
         return "file too large for this file system"
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:200]
+    return first_line(err, limit=200)
 
 
 def _disk_full(folder):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .fileio import first_line
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 _MODES = {1: "L", 3: "RGB"}
 
@@ -69,7 +71,7 @@ def _why_unreadable(err):
         return "no such file"
     if isinstance(err, IsADirectoryError):
         return "is a directory"
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return first_line(err)
 
 
 def _normaliser(data_config, chans):

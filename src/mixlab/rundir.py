@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .fileio import WriteError, atomic_write, clean_temp_files, ensure_folder, write_json, write_text
+from .fileio import WriteError, atomic_write, clean_temp_files, ensure_folder, first_line, write_json, write_text
 
 CONFIG, SUMMARY, STATE = "config.json", "summary.json", "trainer_state.pt"
 METRICS, STEPS, CURVES = "metrics.csv", "steps.csv", "curves.png"
@@ -38,11 +38,6 @@ class RunError(ValueError):
 
 class RunBusy(RunError):
     """Another process holds the run directory's lock."""
-
-
-def _first_line(err):
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 class RunDir:
@@ -128,7 +123,7 @@ class RunDir:
         except FileNotFoundError:
             raise RunError(f"{path} does not exist") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise RunError(f"{path} cannot be read: {_first_line(e)}") from None
+            raise RunError(f"{path} cannot be read: {first_line(e, limit=300)}") from None
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
@@ -192,7 +187,7 @@ class RunDir:
             with open(self / METRICS, newline="") as f:
                 return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         except (OSError, ValueError, TypeError, csv.Error) as e:   # a short row's missing cell is None
-            raise RunError(f"{self / METRICS} is not readable as a metrics table: {_first_line(e)}") from None
+            raise RunError(f"{self / METRICS} is not readable as a metrics table: {first_line(e, limit=300)}") from None
 
     def read_state(self):
         """trainer_state.pt through torch's weights-only unpickler: tensors and plain containers only."""
@@ -207,7 +202,7 @@ class RunDir:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:   # random bytes, truncation, a pickle with code: all refused here
-            raise RunError(f"{path} is not a mixlab trainer state ({_first_line(e)})") from None
+            raise RunError(f"{path} is not a mixlab trainer state ({first_line(e, limit=300)})") from None
         if not isinstance(state, dict):
             raise RunError(f"{path} is not a mixlab trainer state (it holds a {type(state).__name__})")
         missing = [k for k in STATE_KEYS if k not in state]
@@ -245,7 +240,7 @@ class RunDir:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as e:
-                raise WriteError(e.errno, f"cannot write into {self.path}: {_first_line(e)}") from None
+                raise WriteError(e.errno, f"cannot write into {self.path}: {first_line(e, limit=300)}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

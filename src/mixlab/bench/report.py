@@ -135,8 +135,7 @@ def load_accuracy(path, dataset=None):
             else:
                 records = data["rows"] if isinstance(data, dict) else data
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, RecursionError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"accuracy file {path} cannot be read: {first}") from None
+        raise ValueError(f"accuracy file {path} cannot be read: {fileio.first_line(e)}") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"accuracy file {path} must hold {{model: top-1}}, a list of records (objects with "
                          f"'model' and 'top1'), or {{\"rows\": [...]}}; it holds "

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..fileio import first_line
 from . import sources
 from .spec import BUILTIN
 
@@ -71,7 +72,7 @@ def locate(name: str, split: str = "train", data_dir=None, download_ok: bool | N
         try:
             download(name, verbose)
         except Exception as e:   # network or mirror trouble: fall through to the error naming what we tried
-            tried = f"torchvision download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            tried = f"torchvision download failed ({type(e).__name__}: {first_line(e, '')})"
         folder, looked = sources.find_folder(name, split, data_dir)
         if folder is not None:
             return folder

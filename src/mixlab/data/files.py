@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..fileio import first_line
 from .images import GRAY_MODES, open_image
 from .transforms import ImageTransform, pil_to_tensor
 
@@ -70,7 +71,7 @@ def _header(path):
             w, h = img.size
             return h, w, img.mode in GRAY_MODES
     except Exception as e:   # noqa: BLE001 (Pillow raises many types for broken files; each becomes a reason)
-        return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return first_line(e)
 
 
 def index_files(samples, classes, source, where):
@@ -152,7 +153,7 @@ class FileDataset:
         try:
             return open_image(path, self.channels)
         except Exception as e:   # noqa: BLE001 (any decoder failure is this file's problem, said in one line)
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            reason = first_line(e)
             raise DecodeError(f"unreadable image {path}: {reason} (fix or remove it, then resume the run)") from None
 
     def item(self, i):

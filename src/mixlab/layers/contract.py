@@ -22,6 +22,8 @@ A class that declares nothing is taken to have a free token count, no grid, and 
 """
 import inspect
 
+from ..fileio import first_line
+
 CAPABILITIES = ("fixed_tokens", "needs_grid", "supports_class_token")
 _DEFAULTS = {"fixed_tokens": False, "needs_grid": False, "supports_class_token": False}
 # The positional part of each contract: not options.
@@ -75,13 +77,13 @@ def check_mixer_contract(cls, label, dim=16, grid=(4, 4)):
         module = cls(dim, num_tokens=n, grid=grid)
     except Exception as e:   # noqa: BLE001 (a user's constructor may fail any way; one line says how)
         raise ValueError(f"{bad} Mixer({dim}, num_tokens={n}, grid={grid}) failed: {type(e).__name__}: "
-                         f"{_first(e)}") from None
+                         f"{first_line(e, '')}") from None
     x = torch.randn(2, n, dim, requires_grad=True)
     try:
         out = module(x, grid=grid)
     except Exception as e:   # noqa: BLE001
         raise ValueError(f"{bad} forward(x [2, {n}, {dim}], grid={grid}) failed: {type(e).__name__}: "
-                         f"{_first(e)}") from None
+                         f"{first_line(e, '')}") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, n, dim):
         got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"{bad} forward(x [2, {n}, {dim}]) returned {got}, not [2, {n}, {dim}]")
@@ -91,10 +93,6 @@ def check_mixer_contract(cls, label, dim=16, grid=(4, 4)):
         raise ValueError(f"{bad} its output does not depend on its input through autograd (no gradient flows)")
     return cls
 
-
-def _first(err):
-    text = str(err).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def tokens_to_image(x, grid):

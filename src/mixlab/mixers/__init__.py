@@ -1,5 +1,6 @@
 """Token mixers: `Mixer(dim, num_tokens, grid, **own_options)`, `forward(x [B, N, C], grid=None) -> [B, N, C]`,
 with their capabilities as class attributes (see `mixlab.layers.contract`)."""
+from ..fileio import first_line
 from ..layers.contract import MIXER_CONTRACT, capabilities, check_options
 from .attention import Attention
 from .fourier import AdaptiveFrequencyFilter, AFFMixer
@@ -71,8 +72,7 @@ def load_file_mixer(spec):
         module = importlib.util.module_from_spec(loader_spec)
         loader_spec.loader.exec_module(module)
     except Exception as e:   # noqa: BLE001 (any error in a user's file is one line, not our traceback)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(f"mixer file {path_text} failed to import: {type(e).__name__}: {first}") from None
+        raise ValueError(f"mixer file {path_text} failed to import: {type(e).__name__}: {first_line(e, '')}") from None
     cls = getattr(module, cls_name, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module_name)

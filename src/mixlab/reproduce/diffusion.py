@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from ..decision import decide
-from ..fileio import file_sha256
+from ..fileio import file_sha256, first_line
 from ..rundir import RunDir
 from .kinds import TableKind
 from .report import _one, bullet_notes, mean_std, outcome_notes, paired_rows, recipes_cell
@@ -216,7 +216,7 @@ def score_runs(job, plan, results, failed, fid_samples=FID_SAMPLES):
             scorers[ours] = _Scorer(ours, entry, opts.subset, device, opts.data_dir)
         except Exception as e:   # noqa: BLE001 (reported; the rows of this dataset have no FD)
             failed.append({"model": f"{CLASSIFIER['model']} (FID features)", "dataset": ours, "seed": 0,
-                           "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
+                           "error": first_line(e)})
             log(f"    failed: {failed[-1]['error']}")
         spaces[ours] = entry
     fids = {}
@@ -230,7 +230,7 @@ def score_runs(job, plan, results, failed, fid_samples=FID_SAMPLES):
                                                                fid_samples, device, log)
         except Exception as e:   # noqa: BLE001 (one run's sampling must not stop the table; reported)
             failed.append({"model": run.model, "dataset": run.dataset, "seed": run.seed,
-                           "error": "Fréchet distance: " + (str(e).splitlines()[0] if str(e) else type(e).__name__)})
+                           "error": "Fréchet distance: " + first_line(e)})
             log(f"    failed: {failed[-1]['error']}")
     for ours, entry in spaces.items():
         scored = [f for (m, d, s), f in fids.items() if d == ours]

@@ -3,6 +3,7 @@ processes, or as tasks on a Ray cluster. Each run is an ordinary `train(TrainCon
 directory, and the run directory is the single source of truth: a job looks at it when it starts (a partial
 run is resumed through the engine), so a killed or interrupted fan-out resumes like a sequential table.
 
+
     Sequential()                    the default: identical to training the runs in a loop
     LocalPool(workers=K)            K spawned processes, each with a fixed slot: on GPUs the slots go round-robin
                                     over the visible devices (K > GPUs puts several runs on one GPU); on CPU
@@ -26,6 +27,8 @@ from collections import deque
 from contextlib import contextmanager
 from multiprocessing.connection import wait
 
+from ..fileio import first_line
+
 RAY_MISSING = "the Ray launcher needs Ray: pip install 'mixlab[ray]'"
 
 
@@ -47,9 +50,8 @@ def attempt(train_fn, cfg, log=None):
         takes_log = log is not None and "log" in inspect.signature(train_fn).parameters
         return "ok", (train_fn(cfg, log=log) if takes_log else train_fn(cfg))
     except Exception as e:   # noqa: BLE001 (one broken run must not stop a day-long table; reported)
-        first = str(e).splitlines()[0] if str(e) else ""
         kind = "" if isinstance(e, (RuntimeError, ValueError, FileNotFoundError)) else f"{type(e).__name__}: "
-        return "failed", kind + first
+        return "failed", kind + first_line(e, "")
 
 
 def _label(cfg):
@@ -253,8 +255,7 @@ class RayLauncher:
             try:
                 ray.init(address=self.address, log_to_driver=True)
             except ConnectionError as e:
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ConnectionError(f"cannot reach the Ray cluster at {self.address}: {first}") from None
+                raise ConnectionError(f"cannot reach the Ray cluster at {self.address}: {first_line(e)}") from None
         return ray
 
     def _shares(self, ray):
@@ -285,8 +286,7 @@ class RayLauncher:
                 try:
                     outcome = ray.get(ref)
                 except Exception as e:   # noqa: BLE001 (a lost node or a crashed worker fails this run only)
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    outcome = ("failed", f"{type(e).__name__}: {first}")
+                    outcome = ("failed", f"{type(e).__name__}: {first_line(e, '')}")
                 on_done(key, outcome)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from ..registry import list_models
 from ..decision import decide
-from ..fileio import check_writable, safe_name
+from ..fileio import check_writable, first_line, safe_name
 from ..rundir import RunDir
 from .kinds import PlannedRun, TableJob, table_kind
 from .status import run_status
@@ -86,7 +86,7 @@ def resolve_datasets(names, probe):
             try:
                 probe(candidate)
             except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
-                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                message = first_line(e)
                 first_error = first_error or (message if message.startswith(candidate) else
                                               f"{candidate}: {message}")
                 continue

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..fileio import first_line
+
 RAM_FRACTION = 0.5
 GPU_FRACTION = 0.5
 FEW_IMAGES = 512        # below this many files, decoding in the main process beats starting worker processes
@@ -70,7 +72,7 @@ def model_accepts(model, size, channels, model_kwargs):
         with torch.device("meta"):
             create_model(model, num_classes=classes, in_chans=channels, img_size=size, **(model_kwargs or {}))
     except ValueError as e:
-        return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return first_line(e)
     except Exception:   # noqa: BLE001 (other failures are the real build's to report, with its message)
         return None
     return None

@@ -33,6 +33,7 @@ from .. import create_model
 from ..checkpoint import model_config
 from ..device import pick_device
 from ..decision import decide
+from ..fileio import first_line
 from ..rundir import CONFIG, CURVES, RunDir, RunError
 from . import distributed
 from .config import check, default_out, resolve
@@ -288,8 +289,8 @@ def _restore(run, state):
             run.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunError(f"{run.dir / 'trainer_state.pt'} does not fit this run's model or optimiser: {first}") from None
+        raise RunError(f"{run.dir / 'trainer_state.pt'} does not fit this run's model or optimiser: "
+                       f"{first_line(e)}") from None
     history = dict(state["history"])
     history.setdefault("collapse", None)
     run.history, run.start_epoch = history, int(state["epoch"])
