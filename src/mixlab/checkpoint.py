@@ -2,6 +2,7 @@
 safetensors weights. No pickle is ever unpickled unless the caller asks for it, and then with weights_only."""
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -70,7 +71,7 @@ def build_from_config(config: dict) -> nn.Module:
     return model
 
 
-def model_config(model, **meta):
+def model_config(model: nn.Module, **meta: Any) -> dict:
     """The part of config.json that rebuilds the model: name (or registered class), constructor kwargs, input
     size + data meta."""
     spec = model_spec(model)
@@ -80,7 +81,7 @@ def model_config(model, **meta):
             "num_classes": kwargs["num_classes"], **meta}
 
 
-def save(model, directory, weights_name="model.safetensors", **meta):
+def save(model: nn.Module, directory: str | Path, weights_name: str = "model.safetensors", **meta: Any) -> Path:
     """Save `model` to `directory` as safetensors + config.json (meta: class_names, mean, std, dataset, …)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,8 @@ def _unwrap(model):
     return getattr(model, "_orig_mod", model)        # torch.compile
 
 
-def load(path, weights=None, map_location="cpu", allow_pickle=False):
+def load(path: str | Path, weights: str | None = None, map_location: str | torch.device = "cpu",
+         allow_pickle: bool = False) -> nn.Module:
     """Rebuild a model from a run directory, a saved directory, or a .safetensors file with config.json beside.
 
     `weights` picks the file inside a directory (default: best, else last, else model.safetensors). A pickle

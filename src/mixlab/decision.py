@@ -25,8 +25,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .rundir import CONFIG, LAST, STATE, RunDir, RunError
+
+if TYPE_CHECKING:   # the annotation of `Decision.config` only
+    from .train.config import TrainConfig
 
 ACTIONS = ("new", "resume", "reuse", "overwrite")
 
@@ -34,10 +38,10 @@ ACTIONS = ("new", "resume", "reuse", "overwrite")
 @dataclass
 class Decision:
     action: str                  # one of ACTIONS
-    config: object               # the TrainConfig to run (for resume: the recorded one, merged)
-    recipe: dict = None          # resume: the run's recorded resolved recipe, which the continuation keeps
-    summary: dict = None         # reuse: the finished run's summary.json
-    note: str = None             # a line worth printing (why this action), or None
+    config: "TrainConfig"        # the request to run (for resume: the recorded one, merged)
+    recipe: dict | None = None   # resume: the run's recorded resolved recipe, which the continuation keeps
+    summary: dict | None = None  # reuse: the finished run's summary.json
+    note: str | None = None      # a line worth printing (why this action), or None
 
     @property
     def trains(self):

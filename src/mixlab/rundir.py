@@ -41,7 +41,7 @@ class RunBusy(RunError):
 
 
 class RunDir:
-    def __init__(self, path):
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock_fd = None
         self._created = False
@@ -49,7 +49,7 @@ class RunDir:
     def __repr__(self):
         return f"RunDir({str(self.path)!r})"
 
-    def __truediv__(self, name):
+    def __truediv__(self, name: str) -> Path:
         return self.path / name
 
     # --- what is there --------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ class RunDir:
             return []
         return [p.name for p in self.path.iterdir() if p.name != LOCK and ".mixlab-tmp-" not in p.name]
 
-    def status(self):
+    def status(self) -> str:
         """missing | empty | partial | finished | foreign (see the module docstring)."""
         if not self.path.exists():
             return "missing"
@@ -79,7 +79,7 @@ class RunDir:
             return "finished"
         return "partial"
 
-    def epochs_done(self):
+    def epochs_done(self) -> int:
         """Epochs the run's files say were completed (trainer state, else metrics.csv rows)."""
         if (self / STATE).is_file():
             try:
@@ -94,7 +94,7 @@ class RunDir:
                 return 0
         return 0
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for messages: what this directory holds."""
         status = self.status()
         if status in ("missing", "empty"):
@@ -131,7 +131,7 @@ class RunDir:
         except RecursionError:   # thousands of nested brackets: no run writes that
             raise RunError(f"{path} is not a mixlab file (its JSON is nested too deeply)") from None
 
-    def read_config(self, need=()):
+    def read_config(self, need: tuple[str, ...] = ()) -> dict:
         """config.json, checked for what rebuilds the model (and for the extra keys in `need`)."""
         if not self.path.is_dir():
             raise RunError(f"{self.path} is not a run directory" + ("" if self.path.exists() else
@@ -162,7 +162,7 @@ class RunDir:
             raise RunError(f"{where}: 'train' must be a JSON object, got {type(config['train']).__name__}")
         return config
 
-    def read_summary(self, missing_ok=False, strict=True):
+    def read_summary(self, missing_ok: bool = False, strict: bool = True) -> dict | None:
         """summary.json as a dict; None when absent and `missing_ok` (or unreadable and not `strict`)."""
         if not (self / SUMMARY).is_file():
             if missing_ok or not strict:
@@ -180,7 +180,7 @@ class RunDir:
             return None
         return summary
 
-    def read_metrics(self):
+    def read_metrics(self) -> list[dict[str, float]]:
         """metrics.csv as one dict of floats per completed epoch (columns as the run's task wrote them)."""
         import csv
         try:
@@ -189,7 +189,7 @@ class RunDir:
         except (OSError, ValueError, TypeError, csv.Error) as e:   # a short row's missing cell is None
             raise RunError(f"{self / METRICS} is not readable as a metrics table: {first_line(e, limit=300)}") from None
 
-    def read_state(self):
+    def read_state(self) -> dict:
         """trainer_state.pt through torch's weights-only unpickler: tensors and plain containers only."""
         import torch
 
@@ -226,7 +226,7 @@ class RunDir:
         finally:
             self.release()
 
-    def acquire(self):
+    def acquire(self) -> "RunDir":
         if self._lock_fd is not None:
             return self
         self._created = not self.path.exists()
@@ -267,7 +267,7 @@ class RunDir:
         clean_temp_files(self.path)   # safe: nobody else writes here while we hold the lock
         return self
 
-    def release(self):
+    def release(self) -> None:
         """Remove the lock file while still holding the lock, then drop it: the folder is left clean."""
         if self._lock_fd is not None:
             try:
@@ -282,7 +282,7 @@ class RunDir:
                 except OSError:
                     pass
 
-    def clear(self):
+    def clear(self) -> None:
         """Remove the run's own files (for --overwrite); anything else in the folder is left alone."""
         import shutil
         for name in RUN_FILES:
@@ -292,17 +292,17 @@ class RunDir:
             elif p.exists():
                 p.unlink()
 
-    def write_json(self, name, obj):
+    def write_json(self, name: str, obj: object) -> None:
         write_json(self / name, obj)
 
-    def write_text(self, name, text):
+    def write_text(self, name: str, text: str) -> None:
         write_text(self / name, text)
 
-    def write_weights(self, name, model):
+    def write_weights(self, name: str, model) -> None:
         from safetensors.torch import save_model
         atomic_write(self / name, lambda tmp: save_model(model, tmp), suffix=".safetensors")
 
-    def write_state(self, state):
+    def write_state(self, state: dict) -> None:
         import torch
         atomic_write(self / STATE, lambda tmp: torch.save(state, tmp), suffix=".pt")
 

@@ -21,8 +21,12 @@ Capabilities are class attributes, read by the backbone (never a list of names):
 A class that declares nothing is taken to have a free token count, no grid, and no class-token support.
 """
 import inspect
+from typing import TYPE_CHECKING
 
 from ..fileio import first_line
+
+if TYPE_CHECKING:
+    import torch
 
 CAPABILITIES = ("fixed_tokens", "needs_grid", "supports_class_token")
 _DEFAULTS = {"fixed_tokens": False, "needs_grid": False, "supports_class_token": False}
@@ -31,12 +35,12 @@ MIXER_CONTRACT = ("self", "dim", "num_tokens", "grid")
 MLP_CONTRACT = ("self", "dim", "hidden_dim", "num_tokens", "grid")
 
 
-def capabilities(cls):
+def capabilities(cls: type) -> dict[str, bool]:
     """{capability: bool} of a mixer (or channel-MLP) class; undeclared ones take the conservative default."""
     return {k: bool(getattr(cls, k, _DEFAULTS[k])) for k in CAPABILITIES}
 
 
-def own_options(cls, contract=MIXER_CONTRACT):
+def own_options(cls: type, contract: tuple[str, ...] = MIXER_CONTRACT) -> list[str] | None:
     """The keyword options a constructor accepts beyond the contract's positional arguments; None when it takes
     **kwargs (then nothing can be checked)."""
     params = inspect.signature(cls.__init__).parameters
@@ -45,7 +49,7 @@ def own_options(cls, contract=MIXER_CONTRACT):
     return sorted(n for n, p in params.items() if n not in contract and p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
-def check_options(kind, name, cls, options, contract=MIXER_CONTRACT):
+def check_options(kind: str, name: str, cls: type, options: dict, contract: tuple[str, ...] = MIXER_CONTRACT) -> None:
     """Refuse, in one line, keyword options that `cls` does not accept (a typo in mixer_kwargs / mlp_kwargs)."""
     valid = own_options(cls, contract)
     if valid is None:
@@ -56,7 +60,7 @@ def check_options(kind, name, cls, options, contract=MIXER_CONTRACT):
                          f"its options are: {', '.join(valid) or 'none'}")
 
 
-def check_mixer_contract(cls, label, dim=16, grid=(4, 4)):
+def check_mixer_contract(cls: type, label: str, dim: int = 16, grid: tuple[int, int] = (4, 4)) -> type:
     """`cls` unchanged, or a one-line ValueError saying how it breaks the mixer contract (module docstring):
     an nn.Module class whose constructor takes (dim, num_tokens, grid) and whose forward(x, grid) maps a
     finite [2, N, dim] batch to a finite [2, N, dim] one through which a gradient flows. Checked on a
@@ -95,14 +99,14 @@ def check_mixer_contract(cls, label, dim=16, grid=(4, 4)):
 
 
 
-def tokens_to_image(x, grid):
+def tokens_to_image(x: "torch.Tensor", grid: tuple[int, int]) -> "torch.Tensor":
     """Patch tokens [B, H·W, C] → image [B, C, H, W]."""
     b, _, c = x.shape
     h, w = grid
     return x.transpose(1, 2).reshape(b, c, h, w)
 
 
-def image_to_tokens(img):
+def image_to_tokens(img: "torch.Tensor") -> "torch.Tensor":
     """Image [B, C, H, W] → tokens [B, H·W, C]."""
     return img.flatten(2).transpose(1, 2)
 

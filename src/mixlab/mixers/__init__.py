@@ -1,5 +1,9 @@
 """Token mixers: `Mixer(dim, num_tokens, grid, **own_options)`, `forward(x [B, N, C], grid=None) -> [B, N, C]`,
 with their capabilities as class attributes (see `mixlab.layers.contract`)."""
+from typing import Any, Callable
+
+from torch import nn
+
 from ..fileio import first_line
 from ..layers.contract import MIXER_CONTRACT, capabilities, check_options
 from .attention import Attention
@@ -24,7 +28,7 @@ MIXERS = {
 _FILE_MIXERS = {}
 
 
-def register_mixer(name: str):
+def register_mixer(name: str) -> Callable[[type], type]:
     """Decorator that makes a token mixer class available by name to every isotropic model:
 
         @register_mixer("my_mixer")
@@ -37,7 +41,7 @@ def register_mixer(name: str):
     fix the image size).
     """
 
-    def wrap(cls):
+    def wrap(cls: type) -> type:
         if name in MIXERS:
             raise ValueError(f"token mixer {name!r} is already registered")
         MIXERS[name] = cls
@@ -82,7 +86,7 @@ def load_file_mixer(spec):
     return cls
 
 
-def mixer_class(name):
+def mixer_class(name: str | type) -> type:
     """The class of a registered mixer name, of a `path/to/file.py:Class` spec, or the class itself; a one-line
     error for unknown names."""
     if isinstance(name, type):
@@ -95,12 +99,13 @@ def mixer_class(name):
     return MIXERS[name]
 
 
-def mixer_name(cls):
+def mixer_name(cls: type) -> str | None:
     """The registered name of a mixer class, or None."""
     return next((n for n, c in MIXERS.items() if c is cls), None)
 
 
-def create_mixer(name, dim, num_tokens, grid, **options):
+def create_mixer(name: str | type, dim: int, num_tokens: int | None, grid: tuple[int, int] | None,
+                 **options: Any) -> nn.Module:
     """A token mixer by registered name (or a mixer class itself) with the standard constructor contract; an
     option the mixer does not take is a one-line error that lists the ones it does."""
     cls = mixer_class(name)

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..registry import model_cfg
 from .recipes import Recipe, resolve_recipe
@@ -19,33 +20,34 @@ DATA_DECIDED = ("num_classes", "in_chans", "img_size")
 
 @dataclass
 class TrainConfig:
-    model: str = None
-    data: str = None
+    """What a run was asked for (the module docstring); a None field takes the recipe's value."""
+    model: str | None = None
+    data: str | None = None
     recipe: str = "auto"            # auto | paper | dianet | mixlab | path/to/recipe.json
-    epochs: int = None              # None: the recipe's
-    batch_size: int = None          # global batch (split over DDP ranks); None: the recipe's
-    lr: float = None                # None: the recipe's, scaled linearly with the batch if it says so
-    subset: int = None              # stratified N training images, at most N test images
+    epochs: int | None = None       # None: the recipe's
+    batch_size: int | None = None   # global batch (split over DDP ranks); None: the recipe's
+    lr: float | None = None         # None: the recipe's, scaled linearly with the batch if it says so
+    subset: int | None = None       # stratified N training images, at most N test images
     # N: hold out a stratified N of the training images (VALIDATION_SEED, the same for every run) and use them
     # as the evaluation split; the run trains on the rest and never sees the test set (lr selection)
-    validation: int = None
+    validation: int | None = None
     device: str = "auto"            # auto | cpu | cuda | cuda:1
-    out: str = None                 # run directory; None: runs/<model>-<data>-<timestamp>
-    resume: str = None              # run directory to continue
+    out: str | None = None          # run directory; None: runs/<model>-<data>-<timestamp>
+    resume: str | None = None       # run directory to continue
     overwrite: bool = False         # replace a finished or unfinished run in `out`
     compile: bool = False
     seed: int = 0
-    data_dir: str = None
-    model_kwargs: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)   # any other recipe key, e.g. {"ema_decay": 0.999}
+    data_dir: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)   # any other recipe key, e.g. {"ema_decay": 0.999}
     eval_batch_size: int = 1000
     log_every: int = 50             # steps between non-finite-loss checks (one device sync each)
     # --- where the images live (mixlab.data: device-resident or streamed from files) ---
     data_path: str = "auto"         # auto | memory | stream; the run records the path it took
-    data_workers: int = None        # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
-    trackers: tuple = ()            # experiment trackers fed from the run directory (mixlab.track): tensorboard, …
+    data_workers: int | None = None # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
+    trackers: tuple[str, ...] = ()  # experiment trackers fed from the run directory (mixlab.track): tensorboard, …
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 

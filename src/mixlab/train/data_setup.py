@@ -12,12 +12,20 @@ crop-source size for random-resized crops — fit `RAM_FRACTION` of the availabl
 training split fits `GPU_FRACTION` of its free memory; otherwise they are streamed from disk. `memory` and
 `stream` force either. The run records the path it took in config.json.
 """
+from __future__ import annotations
+
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..fileio import first_line
+
+if TYPE_CHECKING:   # the annotations of `RunData` only
+    from ..data.dataset import ImageDataset
+    from ..data.files import FileDataset
+    from ..data.transforms import ImageTransform
 
 RAM_FRACTION = 0.5
 GPU_FRACTION = 0.5
@@ -27,9 +35,9 @@ MAX_WORKERS = 8
 
 @dataclass
 class RunData:
-    train: object          # ImageDataset (memory) or FileDataset (stream)
-    test: object
-    transform: object      # the run's ImageTransform (S, crop_pct, interpolation, train transform)
+    train: ImageDataset | FileDataset     # memory | stream
+    test: ImageDataset | FileDataset
+    transform: ImageTransform             # the run's ImageTransform (S, crop_pct, interpolation, train transform)
     path: str              # memory | stream
     workers: int           # DataLoader processes decoding files
 

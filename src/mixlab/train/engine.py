@@ -20,12 +20,15 @@ scaler + RNG states, so a run killed at any instant and resumed produces bit-ide
 CPU. Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is
 split over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
+from __future__ import annotations
+
 import dataclasses
 import math
 import platform
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -36,15 +39,22 @@ from ..decision import decide
 from ..fileio import first_line
 from ..rundir import CONFIG, CURVES, RunDir, RunError
 from . import distributed
-from .config import check, default_out, resolve
+from .config import TrainConfig, check, default_out, resolve
 from .ema import ModelEma
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
 from .outputs import CurvesClock, plot_curves, print_row, write_outputs
 from .precision import Precision
+from .recipes import Recipe
 from .schedule import lr_at
 from .classification import ClassificationTask
 from .state import epoch_seed, rng_state, set_rng_state
-from .tasks import task_for
+from .tasks import Task, task_for
+
+if TYPE_CHECKING:   # the annotations of `Run` only
+    from ..data.dataset import ImageDataset
+    from ..data.files import FileDataset
+    from ..data.loader import DeviceLoader
+    from ..data.stream import StreamingLoader
 
 
 def normalisation(spec, dataset):
@@ -77,25 +87,25 @@ def _log(msg):
 @dataclass
 class Run:
     """Everything one training run holds: built once by `start_run`, read and advanced by each phase."""
-    config: object
-    recipe: object
+    config: TrainConfig
+    recipe: Recipe
     dir: RunDir
     device: torch.device
-    dist: object
+    dist: distributed.Dist
     precision: Precision
-    train_ds: object
-    test_ds: object
-    loader: object
+    train_ds: ImageDataset | FileDataset
+    test_ds: ImageDataset | FileDataset
+    loader: DeviceLoader | StreamingLoader
     model: torch.nn.Module          # the bare model: its state_dict is what is saved
     net: torch.nn.Module            # what a step calls: `model` wrapped in DDP and/or torch.compile
-    optimizer: object
-    scaler: object
-    ema: object
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    ema: ModelEma | None
     mean: list
     std: list
     params: int
-    log: object
-    task: object = field(default_factory=ClassificationTask)
+    log: Callable[[str], None]
+    task: Task = field(default_factory=ClassificationTask)
     start_epoch: int = 0
     history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_value": None,
                                                    "best_epoch": 0, "train_seconds": 0.0, "collapse": None})
@@ -114,7 +124,7 @@ class Run:
         return self.dist.is_main
 
 
-def train(config, log=_log):
+def train(config: TrainConfig, log: Callable[[str], None] | None = _log) -> dict:
     """Train `config.model` on `config.data`; returns the summary dict (also written to summary.json)."""
     log = log or (lambda *_: None)
     check(config)

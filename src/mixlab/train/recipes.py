@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ..data.transforms import INTERPOLATIONS, TRAIN_TRANSFORMS
 
@@ -111,7 +111,7 @@ class Recipe:
 
     # --- construction and validation -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values, where="recipe"):
+    def from_dict(cls, values: dict, where: str = "recipe") -> "Recipe":
         """A validated Recipe from a dict (a recipe file, or config.json's recorded recipe)."""
         if not isinstance(values, dict):
             raise ValueError(f"{where} must be a JSON object, got {type(values).__name__}")
@@ -125,27 +125,27 @@ class Recipe:
         return cls(**{k: check_value(cls.field_info(k), v, where) for k, v in values.items()})
 
     @classmethod
-    def field_info(cls, key):
+    def field_info(cls, key: str) -> dataclasses.Field:
         for f in fields(cls):
             if f.name == key:
                 return f
         raise ValueError(f"unknown recipe key {key!r}; known: {', '.join(sorted(f.name for f in fields(cls)))}")
 
-    def replace(self, where="--set", **changes):
+    def replace(self, where: str = "--set", **changes: Any) -> "Recipe":
         """A copy with `changes` applied, each validated (strings from the command line are parsed)."""
         checked = {k: check_value(self.field_info(k), parse_value(v), where) for k, v in changes.items()}
         return dataclasses.replace(self, **checked)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["milestones"] = list(self.milestones)
         return out
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         return getattr(self, key, default)
 
 
-def parse_value(value):
+def parse_value(value: Any) -> Any:
     """A command-line string read as JSON when it is JSON (numbers, true/false, null, lists), else kept."""
     if isinstance(value, str):
         try:
@@ -225,7 +225,7 @@ def _check_normalize(value, where):
     raise ValueError(f"{where}: normalize must be \"dataset\", [mean, std] or [[means…], [stds…]], got {value!r}")
 
 
-def list_recipes():
+def list_recipes() -> list[str]:
     """Names of the recipes shipped with mixlab, sorted."""
     return sorted(p.name[:-5] for p in resources.files("mixlab").joinpath("recipes").iterdir()
                   if p.name.endswith(".json"))
@@ -234,7 +234,7 @@ def list_recipes():
 RECIPE_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def load_recipe(name_or_path):
+def load_recipe(name_or_path: str | Path) -> Recipe:
     """A validated `Recipe` by name ('paper', 'dianet', 'mixlab', …) or from a .json/.yaml/.yml file path.
 
     A file's `name` defaults to its stem (what the run records and the printed tables show)."""
@@ -295,6 +295,6 @@ def auto_recipe_name(model_name):
     return "mixlab"
 
 
-def resolve_recipe(recipe, model_name):
+def resolve_recipe(recipe: str | None, model_name: str) -> Recipe:
     """The named (or `auto`) recipe for `model_name`, as a Recipe."""
     return load_recipe(auto_recipe_name(model_name) if recipe in (None, "auto") else recipe)

@@ -21,6 +21,7 @@ engine imports none of the tasks' own modules: a model's registration names its 
 default classification), and a new task is one module plus one line here.
 """
 import importlib
+from typing import Any, Callable, Protocol
 
 from ..registry import model_cfg
 from ..rundir import RunDir
@@ -31,6 +32,25 @@ TASKS: dict[str, str] = {
 }
 
 
+class Task(Protocol):
+    """What the engine asks of a task (the module docstring says what each member means)."""
+    name: str
+    best_metric: str
+    higher_is_better: bool
+    metric_fields: tuple[str, ...]
+    watch_collapse: bool
+    evaluate_saved: Callable[..., dict]   # a static method: (run, config, data=None, split="test", …)
+
+    def model_kwargs(self, train_ds: Any) -> dict: ...
+    def setup(self, run: Any) -> dict: ...
+    def loss(self, run: Any, x: Any, y: Any, step: int, scale: float) -> tuple: ...
+    def train_row(self, totals: Any) -> dict: ...
+    def evaluate(self, run: Any, epoch: int) -> dict: ...
+    def after_commit(self, run: Any, row: dict) -> None: ...
+    def summary(self, run: Any, last: dict, best: dict) -> dict: ...
+    def done_line(self, summary: dict) -> str: ...
+
+
 def task_class(task: str) -> type:
     """The class of a task named in `TASKS`, imported on first use."""
     if task not in TASKS:
@@ -39,7 +59,7 @@ def task_class(task: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def task_for(model_name: str, task: str | None = "auto"):
+def task_for(model_name: str, task: str | None = "auto") -> Task:
     """The task a model learns: `auto` reads the model's registered cfg (UNets denoise, the rest classify)."""
     if task in (None, "auto"):
         task = model_cfg(model_name).get("task", "classification")
