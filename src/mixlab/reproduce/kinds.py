@@ -18,7 +18,7 @@ import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .tables import TableSpec
 
@@ -26,6 +26,37 @@ KINDS: dict[str, str] = {
     "classification": "mixlab.reproduce.report:ClassificationTable",
     "diffusion": "mixlab.reproduce.diffusion:DiffusionTable",
 }
+
+
+@dataclass
+class ReproduceOptions:
+    """How a table is reproduced (every keyword of `reproduce` but the table's name)."""
+    datasets: str | Sequence[str] | None = None   # the table's datasets to run (comma list); None: all
+    models: str | Sequence[str] | None = None     # the table's rows to run; None: all
+    seeds: int = 1
+    epochs: int | None = None          # a budget: None runs the recipe's (per-model) length
+    recipe: str | None = None          # None: the table's own recipe
+    out: str | Path | None = None      # None: runs/reproduce/<table>[-recipe][-key=value…]
+    subset: int | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    data_dir: str | None = None
+    compile: bool = False
+    dry_run: bool = False              # plan only: the report's run list, nothing trained or written
+    json_path: str | Path | None = None       # extra copies of OUT/<table>.json and OUT/<table>.md
+    markdown_path: str | Path | None = None
+    overrides: dict | None = None      # recipe keys (`--set`), over the table's own per-model/dataset keys
+    plot: bool = False                 # classification: top-1 against forward FLOPs (PNG)
+    command: str | None = None         # the command line, recorded in the report
+    log: Callable[[str], None] = print
+    train_fn: Callable | None = None   # None: the engine's `train`
+    probe: Callable[[str], None] | None = None   # raises when a dataset is absent; None: a test-split load
+    cost_fn: Callable | None = None    # (model, dataset) -> (cost, unit) for the plot; None: bench FLOPs
+    fid: str = "auto"                  # diffusion: auto | inception | classifier feature space
+    fid_samples: int | None = None     # diffusion: samples per run scored (None: reproduce.diffusion's)
+    launcher: Any = None               # reproduce.launch launcher; None: one run after another here
+    trackers: tuple = ()               # mixlab.track names every run logs to
+    overwrite: bool = False            # train again a directory holding another request's run
 
 
 @dataclass
@@ -49,7 +80,7 @@ class TableJob:
     `train_fn` is set (the engine's `train` unless the options name another) once training is to happen."""
     table: str
     spec: TableSpec
-    options: Any
+    options: ReproduceOptions
     out: Path
     found: list[tuple[str, str]]          # (paper's dataset, ours) of the datasets available here
     models: tuple[str, ...]               # row labels, in the table's order
