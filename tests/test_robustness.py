@@ -247,21 +247,6 @@ def test_overwrite_replaces_a_finished_run_and_a_kill_leaves_no_mixed_directory(
     assert not any(p.name.startswith(".") for p in run.iterdir())   # no lock, no temp file left
 
 
-def test_two_processes_cannot_share_one_run_directory(tmp_path):
-    out = tmp_path / "shared"
-    first = subprocess.Popen([*MIXLAB, *map(str, train_args(out, epochs=30))], env=ENV, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / ".mixlab.lock").exists() and time.time() < deadline and first.poll() is None:
-        time.sleep(0.01)
-    second = cli(*train_args(out, model="vit_paper"))
-    first.send_signal(signal.SIGTERM)
-    first.wait()
-    assert_one_line_error(second, r"is in use by another mixlab process \(pid \d+")
-    config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "mixer_paper"   # the second process wrote nothing
-
-
 def test_stale_temp_files_are_cleaned_and_files_follow_the_umask(finished, tmp_path):
     run = shutil.copytree(finished, tmp_path / "run")
     (run / ".last.safetensors.mixlab-tmp-abc.safetensors").write_bytes(b"half a file")

@@ -181,6 +181,7 @@ def decide(rundir, config, log=None, reuse=False):
     if config.resume and config.out and Path(config.out).resolve() != Path(config.resume).resolve():
         raise RunError(f"--resume {config.resume} continues that run in place; --out must be the same directory "
                        f"or unset")
+    rundir.check_not_busy()   # a run another process is writing is no answer and no starting point
     status = rundir.status()
     if config.resume:
         return _continuation(rundir, config, status, log)

@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import tempfile
@@ -24,11 +25,20 @@ from pathlib import Path
 
 import torch
 
-from .fileio import TEMP_MARK, check_writable, first_line
+from .fileio import TEMP_MARK, check_writable, clean_temp_files, first_line
 from .mixers.fourier import AdaptiveFrequencyFilter
 
 DEFAULT_OPSET = 17
 DEFAULT_ATOL = 1e-4
+
+
+def opset_range(dynamo=False):
+    """(lowest, highest) ONNX opset the chosen exporter of this torch accepts (the dynamo exporter writes 18 or
+    more: a lower request is raised to 18, see export_onnx)."""
+    from torch.onnx import _constants
+    low = getattr(_constants, "ONNX_MIN_OPSET", 7)
+    high = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+    return (low, getattr(_constants, "ONNX_MAX_OPSET", high)) if dynamo else (low, high)
 
 
 class ExportError(RuntimeError):
@@ -149,15 +159,24 @@ def export_onnx(model, path, input_size=None, opset=DEFAULT_OPSET, dynamo=False,
         raise ValueError(f"{path}: the output file should end in .onnx")
     if fft_impl not in ("dft", "torch"):
         raise ValueError(f"fft_impl must be 'dft' or 'torch', got {fft_impl!r}")
+    low, high = opset_range(dynamo)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not low <= opset <= high:
+        raise ValueError(f"--opset must be an integer from {low} to {high} for the "
+                         f"{'dynamo' if dynamo else 'TorchScript'} exporter, got {opset!r}")
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
+        raise ValueError(f"--atol must be a finite tolerance ≥ 0 (the largest allowed |onnxruntime − PyTorch|), "
+                         f"got {atol!r}")
     if dynamo:
         opset = max(opset, 18)   # the dynamo exporter implements opset 18+; lower targets go through a lossy converter
     name = getattr(model, "model_name", type(model).__name__)
     input_size = list(input_size) if input_size is not None else model_input_size(model)
     model = model.float().cpu().eval()
     check_writable(path)
+    # what killed exports of this target left (their process is gone; a live one's temp file is kept)
+    clean_temp_files(path.parent, path.name, keep_live=True)
     # Export into a temp file beside the target and rename it only once it is complete and verified: a killed
-    # or failed export never leaves a truncated file over a good one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=".onnx")
+    # or failed export never leaves a truncated file over a good one. The name carries our PID (see above).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}{os.getpid()}-", suffix=".onnx")
     os.close(fd)
     try:
         report = _export_verified(onnx, model, name, Path(tmp), input_size, opset, dynamo, fft_impl, verify,

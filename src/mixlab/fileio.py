@@ -8,6 +8,7 @@ allows (0666 & ~umask), like any file `open()` creates, not mkstemp's private 06
 rest of mixlab, so data, train and bench can all use it.
 """
 import errno
+import glob
 import hashlib
 import json
 import math
@@ -134,11 +135,28 @@ def atomic_write(path, write_fn, suffix=""):
         raise WriteError(getattr(e, "errno", None) or errno.EIO, f"cannot write {path}: {reason}") from None
 
 
-def clean_temp_files(folder, name=None):
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def clean_temp_files(folder, name=None, keep_live=False):
     """Remove the temp files killed writers left in `folder` (only those of target `name` when given: the
-    caller may hold no lock on the folder, only on its own target); returns how many were removed."""
+    caller may hold no lock on the folder, only on its own target); returns how many were removed.
+
+    keep_live: for writers that hold no lock, whose temp names start with their PID
+    (`.<name>.mixlab-tmp-<pid>-…`): a temp file of a process still running is kept (it is being written)."""
     removed = 0
-    for p in Path(folder).glob(f".{name}{TEMP_MARK}*" if name else f".*{TEMP_MARK}*"):
+    for p in Path(folder).glob(f".{glob.escape(name)}{TEMP_MARK}*" if name else f".*{TEMP_MARK}*"):
+        if keep_live:
+            pid = p.name.partition(TEMP_MARK)[2].partition("-")[0]
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
         try:
             p.unlink()
             removed += 1

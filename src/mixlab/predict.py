@@ -6,7 +6,8 @@ transform (config.json `eval_transform`: shorter side to ⌊S / crop_pct⌋ with
 S×S; `mixlab.data.transforms.ImageTransform.eval_pil`) brings it to the input size; pixels are scaled to
 [0, 1] and normalised with the run's mean/std. Then softmax, top-k. A run that recorded no eval transform
 (trained at its data's own size) gets the default one at its input size: crop_pct 1, bilinear. A file
-Pillow cannot read is reported as skipped, never raised.
+Pillow cannot read, one over Pillow's decompression-bomb limit, and anything that is not a regular file (a
+named pipe would block the read forever) are reported as skipped, never raised or waited on.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,9 @@ def read_image(path, input_size, transform=None):
 
 
 def _why_unreadable(err):
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
+    if isinstance(err, Image.DecompressionBombError):   # Pillow's guard against images that decompress huge
+        return f"too large to decode safely ({first_line(err)})"
     if isinstance(err, UnidentifiedImageError):
         return "cannot identify image"
     if isinstance(err, FileNotFoundError):
@@ -72,6 +75,20 @@ def _why_unreadable(err):
     if isinstance(err, IsADirectoryError):
         return "is a directory"
     return first_line(err)
+
+
+def _not_regular(path):
+    """Why `path` is no file to read (a FIFO would block the read forever, a device never end), or None."""
+    import stat
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None   # missing or unreadable: reported by the read below, as before
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a directory" if stat.S_ISDIR(mode) else "special"
+    return f"not a regular file ({kind})"
 
 
 def _normaliser(data_config, chans):
@@ -112,11 +129,16 @@ def predict_files(model, paths, top_k=5, batch_size=64):
     transform = eval_transform_of(config, input_size)
     class_names = config.get("class_names")
     images, kept, skipped = [], [], []
+    from PIL import Image
     for p in expand_paths(paths):
+        why = _not_regular(p)
+        if why:
+            skipped.append((str(p), why))
+            continue
         try:
             images.append(read_image(p, input_size, transform))
             kept.append(str(p))
-        except (OSError, ValueError, SyntaxError) as e:   # Pillow raises all three on corrupt files
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:   # Pillow's for bad files
             skipped.append((str(p), _why_unreadable(e)))
     predictions = []
     model.eval()

@@ -244,14 +244,9 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = ""
-                try:
-                    holder = os.read(fd, 200).decode(errors="replace").strip()
-                except OSError:
-                    pass
+                holder = _holder_text(fd)
                 os.close(fd)
-                raise RunBusy(f"{self.path} is in use by another mixlab process ({holder or 'pid unknown'}); "
-                              f"wait for it to finish or choose another --out") from None
+                raise self._busy(holder) from None
             try:   # the holder we waited for may have removed the file: our lock must be on the live one
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -266,6 +261,33 @@ class RunDir:
         self._lock_fd = fd
         clean_temp_files(self.path)   # safe: nobody else writes here while we hold the lock
         return self
+
+    def _busy(self, holder):
+        """The one-line RunBusy for a lock another process holds (`holder`: the lock file's 'pid N since T')."""
+        pid, _, since = holder.partition(" since ")
+        who = f"PID {pid.split()[-1]}" if pid.startswith("pid ") and pid.split()[-1].isdigit() else \
+            "another process (PID unknown)"
+        return RunBusy(f"{self.path} is in use by {who} (a mixlab process writing it" +
+                       (f" since {since}" if since else "") + "); wait for it to finish or choose another --out")
+
+    def check_not_busy(self):
+        """Raise the one-line RunBusy when another process holds this run's lock (a look that takes nothing:
+        the table runners decide before their runs take the lock, and must not report or reuse a run that
+        another process is writing)."""
+        if self._lock_fd is not None or not (self / LOCK).is_file():
+            return
+        try:
+            import fcntl
+            fd = os.open(self / LOCK, os.O_RDONLY)
+        except (ImportError, OSError):   # no flock here, or the holder just removed it: not in use
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise self._busy(holder) from None
+        os.close(fd)   # free: a lock file a killed process left (flock dies with its holder)
 
     def release(self) -> None:
         """Remove the lock file while still holding the lock, then drop it: the folder is left clean."""
@@ -305,6 +327,14 @@ class RunDir:
     def write_state(self, state: dict) -> None:
         import torch
         atomic_write(self / STATE, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+def _holder_text(fd):
+    """What the lock's holder wrote into the lock file ('pid N since T'), or ''."""
+    try:
+        return os.pread(fd, 200, 0).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 _NEED_WHY = {

@@ -57,7 +57,7 @@ class BenchConfig:
         if dev.type not in DEFAULTS:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch.cuda.is_available() is False; use --device cpu")
+            raise ValueError(f"--device {self.device} was asked for but no CUDA device is available; use --device cpu")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         cfg = BenchConfig(**self.__dict__)

@@ -114,17 +114,49 @@ def main(argv=None):
         return 1
 
 
+# The optional extras (pyproject.toml) by the top-level module a missing import names: a missing one is the
+# user's install, said as the pip line, never an internal error.
+EXTRAS = {"diffusers": "diffusion", "torchmetrics": "diffusion", "torch_fidelity": "diffusion", "ray": "ray",
+          "onnx": "export", "onnxruntime": "export", "onnxscript": "export", "huggingface_hub": "hub",
+          "tensorboard": "track", "mlflow": "track", "wandb": "track", "scipy": "compare"}
+
+
+def printable(text):
+    """`text` with every non-printable character (ESC, CR, other control bytes) written as a Python escape,
+    so an untrusted name (a folder name, a file name, a class) cannot send terminal control sequences."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def missing_extra(err):
+    """The one-line 'pip install' message for an ImportError of an optional extra, else None."""
+    if not isinstance(err, ImportError):
+        return None
+    text = " ".join(str(err).split())
+    if "pip install" in text:   # mixlab's own message already names the install
+        return text
+    module = (getattr(err, "name", None) or "").split(".")[0]
+    if module in EXTRAS:
+        return f"{module} is not installed: pip install 'mixlab[{EXTRAS[module]}]'"
+    return None
+
+
 def one_line(err):
     """A user-facing line for an exception. mixlab's own errors (ValueError, FileNotFoundError, OSError such as
-    a full disk, RuntimeError such as a diverged run) carry their message; anything else is a bug and says so."""
+    a full disk, RuntimeError such as a diverged run) carry their message, and a missing optional extra its pip
+    line; anything else is a bug and says so. Control characters are escaped (messages quote user names)."""
     text = " ".join(str(err).split()) or type(err).__name__
+    extra = missing_extra(err)
+    if extra:
+        return printable(extra)[:500]
     if isinstance(err, (ValueError, OSError, RuntimeError)) and not isinstance(err, NotImplementedError):
         if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
             text = f"{err.filename}: {text}"
-        return text[:500]
-    return (f"internal error ({type(err).__name__}: {text[:300]}); please report it with the command, and run "
-            f"with MIXLAB_DEBUG=1 for the traceback")
-
+        return printable(text)[:500]
+    return printable(f"internal error ({type(err).__name__}: {text[:300]}); please report it with the command, "
+                     f"and run with MIXLAB_DEBUG=1 for the traceback")
 
 if __name__ == "__main__":
     sys.exit(main())

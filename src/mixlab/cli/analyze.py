@@ -49,6 +49,8 @@ def run_correlation(args):
     if args.images < 0:
         raise ValueError(f"--images must be ≥ 0 (0: the whole test split), got {args.images}")
     images = args.images or None
+    from ..device import pick_device
+    pick_device(args.device)   # a device that is not there: one line now, not the driver's after loading
     kwargs = parse_overrides(args.model_kwargs)
     if args.run:
         if kwargs:

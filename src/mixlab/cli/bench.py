@@ -62,8 +62,9 @@ def run(args):
                       train=not args.no_train,
                       memory=not args.no_memory)
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)
+    resolved = cfg.resolved()   # checks the device first: the environment below asks CUDA for its name
     meta = report.environment(args.device)
-    meta["config"] = {k: v for k, v in cfg.resolved().__dict__.items()}
+    meta["config"] = {k: v for k, v in resolved.__dict__.items()}
     extra = {}
     if args.sweep:
         sizes = _int_list(args.sizes) if args.sizes is not None else [32, 64, 128]

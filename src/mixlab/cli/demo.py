@@ -14,6 +14,9 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="demo directory (default runs/demo-<timestamp>)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="train again the runs in --out that were asked differently (other --epochs, --subset, "
+                        "…); without it a rerun reuses finished runs, resumes interrupted ones and refuses others")
     p.set_defaults(func=run)
 
 
@@ -22,7 +25,8 @@ def run(args):
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     rows, demo_dir, plan, total = run_demo(out=args.out, models=models, device=args.device, epochs=args.epochs,
                                            subset=args.subset, batch_size=args.batch_size, seed=args.seed,
-                                           data_dir=args.data_dir, log=lambda msg: print(msg, flush=True))
+                                           data_dir=args.data_dir, log=lambda msg: print(msg, flush=True),
+                                           overwrite=args.overwrite)
     print(f"\n{'model':<16} {'token mixer':<26} {'params':>8} {'GFLOPs':>7} {'train img/s':>11} "
           f"{'test top-1':>10}")
     for r in sorted(rows, key=lambda r: -r["test_top1"]):

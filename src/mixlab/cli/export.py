@@ -42,7 +42,7 @@ def run_export(args):
         if not args.onnx:
             return 0
     from ..export import DEFAULT_ATOL, DEFAULT_OPSET, export_run
-    report = export_run(args.run, args.onnx, weights=args.weights, opset=args.opset or DEFAULT_OPSET,
+    report = export_run(args.run, args.onnx, weights=args.weights, opset=DEFAULT_OPSET if args.opset is None else args.opset,
                         dynamo=args.dynamo, fft_impl=args.fft, verify=not args.no_verify,
                         atol=DEFAULT_ATOL if args.atol is None else args.atol)
     c, h, w = report.input_size
@@ -59,15 +59,20 @@ def run_predict(args):
 
     from ..checkpoint import load
     from ..predict import predict_files
+    from . import printable
     model = load(args.run, weights=args.weights)
     predictions, skipped = predict_files(model, args.images, top_k=args.top_k)
+    if not predictions:   # nothing to show: the one error line says why
+        if not skipped:
+            raise ValueError("no image files found in " + ", ".join(args.images))
+        path, why = skipped[0]
+        more = f" (and {len(skipped) - 1} more that could not be read either)" if len(skipped) > 1 else ""
+        raise ValueError(f"no image could be read: {path}: {why}{more}")
+    # class names come from folder names and paths from the user: printed escaped, never as control bytes
     for path, why in skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
+        print(f"skipped {printable(path)}: {printable(why)}", file=sys.stderr)
     for pred in predictions:
-        print(pred.path)
+        print(printable(pred.path))
         for rank, (name, prob) in enumerate(pred.top, 1):
-            print(f"  {rank}. {name:<24} {prob:.4f}")
-    if not predictions:
-        print("no image could be read", file=sys.stderr)
-        return 1
+            print(f"  {rank}. {printable(name):<24} {prob:.4f}")
     return 0

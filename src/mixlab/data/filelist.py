@@ -40,8 +40,13 @@ def _rows(path):
         fields = [(n, re.split(r"\s+(?=\S+$)", line)) for n, line in lines if line and not line.startswith("#")]
     else:
         reader = csv.reader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        fields = [(n, [f.strip() for f in row]) for n, row in enumerate(reader, 1)
-                  if row and any(f.strip() for f in row) and not row[0].lstrip().startswith("#")]
+        fields = []
+        try:
+            for n, row in enumerate(reader, 1):
+                if row and any(f.strip() for f in row) and not row[0].lstrip().startswith("#"):
+                    fields.append((n, [f.strip() for f in row]))
+        except csv.Error as e:   # e.g. a field over csv.field_size_limit(), an unclosed quote
+            raise ValueError(f"{path}:{reader.line_num}: not a {suffix[1:]} file list line ({e})") from None
     if fields and [f.lower() for f in fields[0][1][:2]] == ["path", "label"]:
         fields = fields[1:]
     out = []
@@ -67,9 +72,19 @@ def _companion(path, split):
     return None
 
 
-def _classes(labels):
+# Integer labels name classes 0 … max, so the largest decides how many classes (and how wide the model's head)
+# there are; ImageNet-21k has 21,841. Beyond this a label is a typo or an attack that would exhaust memory.
+MAX_CLASSES = 100_000
+
+
+def _classes(labels, path):
     if all(re.fullmatch(r"\d+", y) for y in labels):
-        return [str(k) for k in range(max(int(y) for y in labels) + 1)], lambda y: int(y)
+        top = max(labels, key=lambda y: (len(y.lstrip("0")), y.lstrip("0")))   # no int() of a 10,000-digit label
+        if len(top.lstrip("0")) > 6 or int(top) >= MAX_CLASSES:
+            shown = top if len(top) <= 20 else top[:20] + "…"
+            raise ValueError(f"{path}: integer label {shown} is too large (integer labels name classes 0 … max, at "
+                             f"most {MAX_CLASSES:,} of them); renumber the labels or use class names")
+        return [str(k) for k in range(int(top) + 1)], lambda y: int(y)
     names = sorted(set(labels))
     ids = {c: i for i, c in enumerate(names)}
     return names, lambda y: ids[y]
@@ -105,7 +120,7 @@ def read_file_list(path, split="train"):
                 note = "no test list: every split is the same images"
     if not chosen:
         raise ValueError(f"{path}: no {split} rows")
-    classes, to_id = _classes([r[2] for r in train_rows])
+    classes, to_id = _classes([r[2] for r in train_rows], path)
     known = set(classes)
     samples = []
     for n, p, y, _ in chosen:

@@ -17,6 +17,7 @@ every image, or over a class-stratified sample of `STATS_LIMIT` images (seed 0) 
 """
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -65,8 +66,12 @@ class FileIndex:
 
 def _header(path):
     """(h, w, grayscale) from the header alone, or the reason it cannot be read."""
+    import stat
     from PIL import Image
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):   # a FIFO would block Image.open forever, a device could read without end
+            return "not a regular file" + (" (a named pipe)" if stat.S_ISFIFO(mode) else "")
         with Image.open(path) as img:
             w, h = img.size
             return h, w, img.mode in GRAY_MODES

@@ -4,7 +4,16 @@ and `root/test/...` (or `val/`). Class ids follow sorted folder names (torchvisi
 Images may be of any size and mode: grayscale folders (every image grayscale) give C = 1, others are read as
 RGB, and the run's `ImageTransform` brings them to one size (files.py). A folder needs at least two classes,
 and a test split may not hold a class the train split lacks.
+
+Symbolic links are followed, but each directory only once, by (device, inode): a link back to a folder already
+indexed (`cat/loop -> ..`, `cat/self -> .`, a second link to the same folder) is not entered again, and one
+`[mixlab.data] warning:` line on stderr says how many were passed over. Without that rule the same images would
+be indexed many times over (torchvision's `make_dataset` follows links blindly) and a link to itself would
+never end. The split folder and every class folder count as indexed from the start, so a link from one class
+to another never relabels the other class's images.
 """
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -44,7 +53,7 @@ def folder_index(folder, classes=None):
     `classes`: the class list of the train split; a test split must not hold a class it lacks (its labels
     are the train split's ids).
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+    from torchvision.datasets.folder import IMG_EXTENSIONS
 
     folder = Path(folder)
     found = read_image_folder_classes(folder)
@@ -59,10 +68,50 @@ def folder_index(folder, classes=None):
             raise ValueError(f"{folder}: class folder(s) {', '.join(extra)} are not in the train split "
                              f"({', '.join(classes)})")
     class_to_idx = {c: i for i, c in enumerate(classes) if c in found}
-    samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    samples, repeats = _walk_classes(folder, class_to_idx, IMG_EXTENSIONS)
+    if repeats:
+        shown = ", ".join(str(Path(r).relative_to(folder)) for r in repeats[:3]) + (", …" if len(repeats) > 3 else "")
+        print(f"[mixlab.data] warning: {folder}: {len(repeats)} symlinked folder(s) lead to folders already indexed "
+              f"and were not followed again ({shown}); each folder is read once", file=sys.stderr, flush=True)
     if not samples:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(IMG_EXTENSIONS)}) in its class folders")
     return index_files(samples, classes, f"{folder} (ImageFolder)", folder)
+
+
+def _dir_key(path):
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _walk_classes(folder, class_to_idx, extensions):
+    """([(path, class id)], [symlinked folders not followed]) in torchvision `make_dataset`'s order (classes
+    sorted, then each class's folders by path, files by name), each directory entered once (module docstring)."""
+    seen = {_dir_key(folder)}
+    roots = {c: os.path.join(folder, c) for c in sorted(class_to_idx) if os.path.isdir(os.path.join(folder, c))}
+    for root in roots.values():
+        seen.add(_dir_key(root))
+    samples, repeats = [], []
+    for name, root in roots.items():
+        walked = []
+        for here, dirs, files in os.walk(root, followlinks=True):
+            dirs.sort()   # which of two links to one folder is kept must not depend on listing order
+            keep = []
+            for d in dirs:
+                try:
+                    key = _dir_key(os.path.join(here, d))
+                except OSError:   # a dangling link: os.walk would not enter it either
+                    continue
+                if key in seen:
+                    repeats.append(os.path.join(here, d))
+                else:
+                    seen.add(key)
+                    keep.append(d)
+            dirs[:] = keep
+            walked.append((here, files))
+        for here, files in sorted(walked):
+            samples.extend((os.path.join(here, f), class_to_idx[name]) for f in sorted(files)
+                           if f.lower().endswith(extensions))
+    return samples, repeats
 
 
 def channel_stats(images):

@@ -44,8 +44,9 @@ def load_denoiser(run_dir, weights="last", device="cpu"):
     config = read_diffusion_config(run_dir)
     recipe = Recipe.from_dict(config["recipe"], f"{Path(run_dir) / 'config.json'} recipe")
     device = pick_device(device)
+    process = DDPMProcess.from_recipe(recipe)   # needs diffusers: a missing extra is said before any weights load
     model = load(run_dir, weights=_weights_file(weights), map_location="cpu").to(device)
-    return model, DDPMProcess.from_recipe(recipe), Precision(recipe.precision, device), config
+    return model, process, Precision(recipe.precision, device), config
 
 
 def sample_run(run_dir, n=64, seed=0, steps=None, out=None, weights="last", device="auto", batch_size=256,

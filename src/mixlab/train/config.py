@@ -60,6 +60,11 @@ def _positive_int(value, what):
 
 def check(config):
     """One-line errors for values no run can use (before any data is read or file written)."""
+    for name in ("out", "resume"):   # '' is a typo or an unset variable, never "make one up for me"
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, (str, os.PathLike)) or not str(value).strip()):
+            raise ValueError(f"--{name} {value!r} names no directory; give a run directory" +
+                             (" or leave --out out for runs/<model>-<data>-<time>" if name == "out" else ""))
     if not config.resume:   # a resumed run takes its model and data from its config.json
         if not config.model or not isinstance(config.model, str):
             raise ValueError("a model is needed to train (--model; `mixlab models` lists them)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import pyplot, save_figure, write_json
+from ..decision import decide
 from ..rundir import RunDir
 from ..device import pick_device
 from .config import TrainConfig
@@ -43,15 +44,19 @@ NEXT_STEP = "mixlab reproduce activator --datasets fashion-mnist   # the paper m
 
 
 def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, batch_size=None, seed=0,
-             data_dir=None, log=print):
-    """Train the demo models on Fashion-MNIST; return (rows, demo_dir, plan, seconds)."""
+             data_dir=None, log=print, overwrite=False):
+    """Train the demo models on Fashion-MNIST; return (rows, demo_dir, plan, seconds).
+
+    A demo directory run again (repeated, or after a kill) goes on where it is, as `reproduce` does
+    (`decision.decide(..., reuse=True)`): a finished run of the same request is reused, an interrupted one
+    resumed, a run of another request (other epochs, subset, …) refused in one line unless `overwrite`."""
     from ..bench.flops import model_flops
     from ..data import ensure_default_dataset
     from ..data.spec import get_spec
     from ..registry import create_model, model_cfg
 
+    dev = pick_device(device)   # before the dataset: a missing CUDA device is one line, nothing fetched
     folder = ensure_default_dataset(verbose=True, data_dir=data_dir)
-    dev = pick_device(device)
     plan = GPU_PLAN if dev.type == "cuda" else CPU_PLAN
     plan = DemoPlan(tuple(models or plan.models), plan.recipe, epochs or plan.epochs, batch_size or plan.batch_size,
                     plan.precision, subset)
@@ -66,9 +71,17 @@ def run_demo(out=None, models=None, device="auto", epochs=None, subset=None, bat
     start = time.perf_counter()
     for name in plan.models:
         overrides = {"precision": plan.precision} if plan.precision else {}
-        summary = train(TrainConfig(model=name, data=DATASET, recipe=plan.recipe, epochs=plan.epochs,
-                                    batch_size=plan.batch_size, subset=plan.subset, device=str(dev), seed=seed,
-                                    out=str(demo_dir / name), data_dir=data_dir, overrides=overrides), log=log)
+        config = TrainConfig(model=name, data=DATASET, recipe=plan.recipe, epochs=plan.epochs,
+                             batch_size=plan.batch_size, subset=plan.subset, device=str(dev), seed=seed,
+                             out=str(demo_dir / name), data_dir=data_dir, overrides=overrides, overwrite=overwrite)
+        decision = decide(RunDir(config.out), config, reuse=True)
+        if decision.action == "reuse":
+            log(f"demo: {name}: reusing the finished run in {config.out}")
+            summary = decision.summary
+        else:
+            if decision.note:
+                log(decision.note)
+            summary = train(decision.config, log=log)
         history = RunDir(demo_dir / name).read_metrics()
         train_seconds = sum(r["train_pass_seconds"] for r in history)
         flops = model_flops(create_model(name, num_classes=10, in_chans=c, img_size=h), (c, h, w)).total
