@@ -1,6 +1,7 @@
 """Self-describing checkpoints: `config.json` (model name, kwargs, input size, classes, normalisation) beside
 safetensors weights. No pickle is ever unpickled unless the caller asks for it, and then with weights_only."""
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,17 @@ def save(model: nn.Module, directory: str | Path, weights_name: str = "model.saf
     return directory
 
 
+def _informative_line(err):
+    """The first informative line of an error (torch's 'Error(s) in loading state_dict for X:' says nothing
+    until its next line, the first mismatch)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"[:400]
+    return lines[0][:400]
+
+
 def _unwrap(model):
     model = getattr(model, "module", model)          # DDP
     return getattr(model, "_orig_mod", model)        # torch.compile
@@ -132,11 +144,16 @@ def load(path: str | Path, weights: str | None = None, map_location: str | torch
         model = build_from_config(config)
     except (TypeError, ValueError) as e:
         raise RunError(f"{config_path}: cannot build {config['model']!r} from it: {first_line(e)}") from None
+    if not weight_file.is_file():   # a folder, or a named pipe that would block the read forever
+        raise RunError(f"{weight_file} is not a regular file, so no weights can be read from it")
     if weight_file.suffix == ".safetensors":
         try:
             load_model(model, str(weight_file), strict=True, device=str(map_location))
         except Exception as e:
-            raise ValueError(f"{weight_file} does not match model {config['model']}: {first_line(e)}") from e
+            if "deserializ" in str(e) or type(e).__name__ == "SafetensorError":   # not the layout: the bytes
+                raise RunError(f"{weight_file} is not a readable safetensors file ({_informative_line(e)}); the "
+                               f"checkpoint is damaged") from None
+            raise ValueError(f"{weight_file} does not match model {config['model']}: {_informative_line(e)}") from e
     else:
         try:
             # weights_only: the unpickler accepts tensors and plain containers only, so no code can run.
@@ -156,6 +173,11 @@ def load(path: str | Path, weights: str | None = None, map_location: str | torch
     class_names = config.get("class_names")
     if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
         raise RunError(f"{config_path}: 'class_names' must be a list of strings, got {type(class_names).__name__}")
+    for key in ("mean", "std"):   # a NaN here makes every prediction nan: a damaged config, not an answer
+        value = config.get(key)
+        if value is not None and not (isinstance(value, list) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+            raise RunError(f"{config_path}: {key!r} must be a list of finite numbers, got {value!r}")
     model.data_config = {k: config.get(k) for k in ("input_size", "mean", "std", "class_names", "dataset",
                                                     "eval_transform")}
     model.pretrained_cfg.update({k: tuple(v) for k, v in model.data_config.items()

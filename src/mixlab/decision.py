@@ -23,6 +23,7 @@ Two kinds of request reach it:
 """
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -197,7 +198,7 @@ def decide(rundir, config, log=None, reuse=False):
         hint = {"finished": "pass --overwrite to replace it, or --resume with more --epochs to extend it",
                 "partial": f"continue it with --resume {rundir.path}, or pass --overwrite to replace it"}[status]
         raise RunError(f"{rundir.describe()}; {hint}")
-    if not (rundir / CONFIG).is_file():   # a run killed before it recorded itself
+    if not os.path.lexists(rundir / CONFIG):   # a run killed before it recorded itself
         return _continuation(rundir, dataclasses.replace(config, resume=str(rundir.path)), status, log)
     try:
         recorded = rundir.read_config(need=("train", "recipe"))
@@ -231,7 +232,7 @@ def _continuation(rundir, config, status, log):
         raise FileNotFoundError(f"nothing to resume at {rundir.path}: it does not exist")
     if status == "foreign":
         raise RunError(f"cannot resume: {rundir.describe()}")
-    if not (rundir / CONFIG).is_file():
+    if not os.path.lexists(rundir / CONFIG):
         if _unresumable(rundir):
             raise RunError(f"cannot resume {rundir.path}: it has completed epochs but no {STATE} (deleted?), so it "
                            f"cannot continue exactly; pass --overwrite to train it again from scratch")
@@ -256,7 +257,8 @@ def _continuation(rundir, config, status, log):
         return Decision("new", merged)
     summary = rundir.read_summary(missing_ok=True, strict=False)
     wanted = merged.epochs if merged.epochs is not None else recorded["recipe"].get("epochs")
-    if status == "finished" and summary and summary.get("epochs_done", 0) >= (wanted or 0):
+    done = summary.get("epochs_done") if summary else None
+    if status == "finished" and isinstance(done, int) and not isinstance(done, bool) and done >= (wanted or 0):
         log(f"{rundir.path} is already complete ({summary['epochs_done']} epochs); nothing to resume")
         return Decision("reuse", merged, summary=summary)
     return Decision("resume", merged, recipe=recorded["recipe"])

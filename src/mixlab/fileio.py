@@ -176,6 +176,29 @@ def finite_json(obj):
     return obj
 
 
+def read_json(path, kind=dict):
+    """The JSON in file `path`, which must hold a `kind` (dict or list), or a one-line ValueError naming the
+    file: not a regular file (a named pipe would block the read), unreadable, not JSON, nested too deeply."""
+    import stat
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} cannot be read: {_reason(e)}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a mixlab file (its JSON is nested too deeply)") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ValueError(f"{path} must hold a JSON {'object' if kind is dict else kind.__name__}, got "
+                         f"{type(value).__name__}")
+    return value
+
+
 def write_json(path, obj):
     """Valid JSON (NaN/inf become null), written atomically."""
     text = json.dumps(finite_json(obj), indent=2, default=str, allow_nan=False) + "\n"

@@ -128,6 +128,10 @@ def predict_files(model, paths, top_k=5, batch_size=64):
     mean, std = _normaliser(config, input_size[0])
     transform = eval_transform_of(config, input_size)
     class_names = config.get("class_names")
+    outputs = getattr(model, "num_classes", None)
+    if class_names and isinstance(outputs, int) and outputs > 0 and len(class_names) != outputs:
+        raise ValueError(f"the run's class_names name {len(class_names)} classes but its model has {outputs} outputs: "
+                         f"its config.json does not describe these weights (was it edited?)")
     images, kept, skipped = [], [], []
     from PIL import Image
     for p in expand_paths(paths):

@@ -15,6 +15,7 @@ a run killed right after never leaves one model's config beside another's weight
 Every problem reading a run is a one-line `RunError` naming the file.
 """
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -75,7 +76,7 @@ class RunDir:
         except RunError:   # a run whose config.json was damaged: still ours, never overwritten silently
             return "partial"
         summary = self.read_summary(missing_ok=True, strict=False)
-        if summary and summary.get("completed") and summary.get("model") == config["model"]:
+        if summary and summary.get("completed") is True and summary.get("model") == config["model"]:
             return "finished"
         return "partial"
 
@@ -118,6 +119,7 @@ class RunDir:
     # --- reading --------------------------------------------------------------------------------------
     def _read_json(self, name):
         path = self / name
+        _check_regular(path)
         try:
             text = path.read_text()
         except FileNotFoundError:
@@ -136,6 +138,7 @@ class RunDir:
         if not self.path.is_dir():
             raise RunError(f"{self.path} is not a run directory" + ("" if self.path.exists() else
                                                                      " (it does not exist)"))
+        _check_regular(self / CONFIG)
         if not (self / CONFIG).is_file():
             raise RunError(f"{self.path} is not a run directory (no {CONFIG})")
         config = self._read_json(CONFIG)
@@ -149,15 +152,16 @@ class RunDir:
                            f"{type(config['model_kwargs']).__name__}")
         size = config.get("input_size")
         if size is not None and (not isinstance(size, list) or len(size) != 3 or
-                                 not all(isinstance(v, int) and v > 0 for v in size)):
+                                 not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise RunError(f"{where}: 'input_size' must be [C, H, W] positive integers, got {size!r}")
         for key in need:
             if key not in config:
                 raise RunError(f"{where} has no {key!r}: " + _NEED_WHY.get(key, "it is needed here"))
         for key in ("mean", "std"):
             if key in need and not (isinstance(config[key], list) and config[key] and
-                                    all(isinstance(v, (int, float)) for v in config[key])):
-                raise RunError(f"{where}: {key!r} must be a list of numbers, got {config[key]!r}")
+                                    all(isinstance(v, (int, float)) and not isinstance(v, bool) and
+                                        math.isfinite(v) for v in config[key])):
+                raise RunError(f"{where}: {key!r} must be a list of finite numbers, got {config[key]!r}")
         if "train" in need and not isinstance(config["train"], dict):
             raise RunError(f"{where}: 'train' must be a JSON object, got {type(config['train']).__name__}")
         return config
@@ -183,6 +187,7 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, float]]:
         """metrics.csv as one dict of floats per completed epoch (columns as the run's task wrote them)."""
         import csv
+        _check_regular(self / METRICS)
         try:
             with open(self / METRICS, newline="") as f:
                 return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -327,6 +332,18 @@ class RunDir:
     def write_state(self, state: dict) -> None:
         import torch
         atomic_write(self / STATE, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+def _check_regular(path):
+    """A one-line RunError when `path` exists but is no regular file: opening a named pipe blocks forever."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return   # missing or unreadable: the reader says so
+    if not stat.S_ISREG(mode):
+        raise RunError(f"{path} is not a regular file ({'a named pipe' if stat.S_ISFIFO(mode) else 'a folder' if stat.S_ISDIR(mode) else 'a special file'}); "
+                       f"a run's files are plain files")
 
 
 def _holder_text(fd):

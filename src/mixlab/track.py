@@ -20,6 +20,8 @@ import secrets
 import time
 from pathlib import Path
 
+from .fileio import read_json
+
 RECORD = "trackers.json"
 # tracker -> (module that must import, pip package)
 TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"),
@@ -165,7 +167,10 @@ class Trackers:
     def __init__(self, rundir, names, config, history, log=print):
         self.rundir = Path(rundir)
         path = self.rundir / RECORD
-        self.record = json.loads(path.read_text()) if path.is_file() else {}
+        self.record = read_json(path) if path.exists() else {}   # one line naming a damaged record
+        bad = [k for k, v in self.record.items() if not isinstance(v, dict)]
+        if bad:
+            raise ValueError(f"{path}: the record of tracker {bad[0]!r} must be a JSON object; was the file edited?")
         self.sinks = {}
         steps_per_epoch = _steps_per_epoch(history)
         for name in names:
