@@ -240,8 +240,10 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     A file's `name` defaults to its stem (what the run records and the printed tables show)."""
     path = Path(str(name_or_path))
     if path.suffix.lower() in RECIPE_FILE_SUFFIXES:
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"recipe file {path} does not exist")
+        if not path.is_file():   # a named pipe would block the read forever
+            raise ValueError(f"recipe file {path} is not a regular file")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as e:
@@ -264,11 +266,15 @@ def _parse_recipe_text(text, where, yaml):
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where} is not valid JSON: {e}") from None
+        except RecursionError:   # thousands of nested brackets: no recipe looks like that
+            raise ValueError(f"{where} is not a recipe (its JSON is nested too deeply)") from None
     import yaml as pyyaml   # a dependency of timm, and of mixlab itself
     try:
         values = pyyaml.safe_load(text)   # safe_load: plain data only, no tags that construct objects
     except pyyaml.YAMLError as e:
         raise ValueError(f"{where} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise ValueError(f"{where} is not a recipe (its YAML is nested too deeply)") from None
     if values is None:
         return {}
     if isinstance(values, dict):
