@@ -278,3 +278,66 @@ def test_a_repeated_or_interrupted_demo_goes_on(tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["completed"]
     other = main_(capsys, *[a if a != 40 else 60 for a in argv])   # another request: refused, never reported
     assert_one_line_error(other, r"holds another run than the one asked \(subset=40, not 60\).*--overwrite")
+
+
+def test_damaged_files_of_every_kind_are_one_line_naming_the_file(tiny_run, tmp_path, capsys):
+    """The second round of hostile files: weights, config, summary, trackers record and recipe files that are
+    damaged, nested, of the wrong type or not regular files (a named pipe would block a read forever)."""
+    def damaged(name, edit):
+        run = shutil.copytree(tiny_run, tmp_path / name)
+        edit(run)
+        return run
+
+    def config_set(key, value):
+        def edit(run):
+            config = json.loads((run / "config.json").read_text())
+            config[key] = value
+            (run / "config.json").write_text(json.dumps(config))
+        return edit
+
+    def pipe(name):
+        def edit(run):
+            (run / name).unlink()
+            os.mkfifo(run / name)
+        return edit
+
+    def trackers(text):
+        def edit(run):
+            config_set("train", {**json.loads((run / "config.json").read_text())["train"],
+                                 "trackers": ["tensorboard"]})(run)
+            (run / "trackers.json").write_text(text)
+        return edit
+
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    os.mkfifo(tmp_path / "pipe.yaml")
+    cases = [
+        (["eval", "--run", damaged("trunc", lambda r: (r / "best.safetensors").write_bytes(b"\x10" * 300)),
+          "--device", "cpu"], r"trunc/best.safetensors is not a readable safetensors file .*damaged"),
+        (["predict", "--run", damaged("st_pipe", pipe("best.safetensors")), tmp_path / "ok.png"],
+         r"st_pipe/best.safetensors is not a regular file"),
+        (["predict", "--run", damaged("nan_mean", config_set("mean", [float("nan")])), tmp_path / "ok.png"],
+         r"nan_mean/config.json: 'mean' must be a list of finite numbers"),     # before: nan probabilities
+        (["predict", "--run", damaged("bool_size", config_set("input_size", [True, 16, 16])), tmp_path / "ok.png"],
+         r"'input_size' must be \[C, H, W\] positive integers"),
+        (["predict", "--run", damaged("few_names", config_set("class_names", ["a"])), tmp_path / "ok.png"],
+         r"class_names name 1 classes but its model has 4 outputs"),           # before: 'a', 'class 1', …
+        (["train", "--resume", damaged("cfg_pipe", pipe("config.json")), "--epochs", 2],
+         r"cfg_pipe/config.json is not a regular file \(a named pipe\)"),
+        (["train", "--resume", damaged("sum_str", lambda r: (r / "summary.json").write_text(json.dumps(
+            {**json.loads((r / "summary.json").read_text()), "epochs_done": "x"})))],
+         r"trainer"),
+        (["train", "--resume", damaged("trk", trackers("[1, 2]")), "--epochs", 2],
+         r"trk/trackers.json must hold a JSON object, got list"),
+        (["train", "--resume", damaged("trk_deep", trackers("[" * 100_000 + "]" * 100_000)), "--epochs", 2],
+         r"trackers.json is not a mixlab file \(its JSON is nested too deeply\)"),
+        (train_args(tmp_path / "r1", "--recipe", tmp_path / "nested.json"), r"nested.json is not a recipe \(its "
+                                                                              r"JSON is nested too deeply\)"),
+        (train_args(tmp_path / "r2", "--recipe", tmp_path / "pipe.yaml"), r"pipe.yaml is not a regular file"),
+    ]
+    for argv, pattern in cases:
+        done = main_(capsys, *argv)
+        if pattern == r"trainer":   # a non-integer epochs_done: no internal error (it resumes or says why)
+            assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+            continue
+        assert_one_line_error(done, pattern)
