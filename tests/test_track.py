@@ -123,3 +123,18 @@ def test_a_missing_or_unknown_tracker_is_one_line(tmp_path, capsys, monkeypatch)
     with pytest.raises(ValueError, match="pip install 'mixlab\\[track\\]'"):
         train(config(tmp_path, 1, trackers=("mlflow",)))
     assert not (tmp_path / "run").exists()
+
+
+def test_compare_logs_each_run_to_the_tracker(tmp_path):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("scipy")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "c"
+    assert cli_main(["compare", "--mixers", "pooling", "--data", DATA, "--budget", "4steps", "--seeds", "1",
+                     "--skeleton", "demo", "--width", "16", "--patch", "4", "--batch-size", "32", "--device", "cpu",
+                     "--no-measure", "--log", "tensorboard", "--out", str(out)]) == 0
+    run = out / "runs" / "pooling" / "seed-0"
+    ea = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    ea.Reload()
+    losses = [e.value for e in ea.Scalars("train/loss")]
+    assert len(losses) == 4 and losses == pytest.approx([loss for _, _, loss in steps_csv(run)], rel=1e-6)

@@ -1,7 +1,7 @@
 """`mixlab compare`: token mixers in one skeleton at one budget over several seeds, in one table."""
 import sys
 
-from . import parse_overrides, positive_int
+from . import add_log_argument, parse_overrides, positive_int
 
 
 def _floats(text):
@@ -44,6 +44,7 @@ def add_parser(sub):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="runs/compare")
     add_launch_arguments(p)
+    add_log_argument(p)
     p.set_defaults(func=run)
 
 
@@ -58,7 +59,7 @@ def run(args):
                        overrides=parse_overrides(args.set), device=args.device, data_dir=args.data_dir,
                        workers=args.workers, launcher=args.launcher, address=args.address,
                        threads=args.threads_per_run, runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run,
-                       measure=not args.no_measure)
+                       measure=not args.no_measure, trackers=args.log)
     result = run_compare(cc, log=lambda m: print(m, file=sys.stderr, flush=True),
                          command="mixlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else None)
     print(format_table(result))

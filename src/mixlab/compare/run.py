@@ -59,6 +59,7 @@ class CompareConfig:
     runs_per_gpu: int = 1            # Ray
     cpus_per_run: int = 1            # Ray
     measure: bool = True             # bench each mixer's step time and peak memory (always for a seconds budget)
+    trackers: tuple = ()             # mixlab.track names every run also logs to (changes no number: not ASKED)
 
 
 # What decides a compare's numbers: a rerun must agree on these to reuse its runs.
@@ -180,7 +181,7 @@ def _train_config(cc, plan, m, seed, lr, out, validation=None):
     from ..train.config import TrainConfig
     return TrainConfig(model=BASE_MODEL, data=cc.data, recipe=cc.recipe, batch_size=plan["batch_size"], lr=lr,
                        subset=cc.subset, validation=validation, seed=seed, device=cc.device, out=str(out),
-                       data_dir=cc.data_dir, model_kwargs=m["model_kwargs"],
+                       data_dir=cc.data_dir, model_kwargs=m["model_kwargs"], trackers=tuple(cc.trackers),
                        overrides={**cc.overrides, "max_steps": m["steps"]})
 
 
