@@ -204,3 +204,12 @@ def test_a_killed_compare_rerun_completes_only_what_is_missing(tmp_path, sequent
     todo = next(m for m in lines if "to train" in m)
     assert todo.startswith("compare: 1 run(s) to train (1 already finished)")    # the finished run is kept
     assert _seed_rows(again) == sequential_compare     # resumed or retrained, the rows are the uninterrupted ones
+
+
+def test_a_damaged_plan_is_one_line_naming_it(tmp_path, capsys):
+    for text in ("{not json", "[1]", '{"asked": 3}'):
+        (tmp_path / "plan.json").write_text(text)
+        rc = main(["compare", "--mixers", "pooling", "--data", "synthetic:64x1x8x8:2", "--out", str(tmp_path),
+                   "--device", "cpu"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1 and len(err) == 1 and "plan.json" in err[0] and not (tmp_path / "runs").exists()

@@ -159,8 +159,13 @@ def load_or_make_plan(cc, log=print):
     """plan.json of `cc.out` when it was made for the same settings, else a new plan (module docstring)."""
     path = Path(cc.out) / PLAN
     asked = {key: getattr(cc, key) for key in ASKED}
-    if path.is_file():
-        recorded = json.loads(path.read_text())
+    if path.exists():
+        from ..fileio import read_json
+        recorded = read_json(path)   # a damaged plan is one line naming it, never an internal error
+        if not (isinstance(recorded, dict) and isinstance(recorded.get("asked"), dict)
+                and isinstance(recorded.get("mixers"), list)):
+            raise ValueError(f"{path} is not a compare plan (no 'asked' settings or 'mixers' list); was it edited? "
+                             f"Choose another --out")
         diff = differences(json.loads(json.dumps(asked)), recorded.get("asked", {}))
         if diff:
             key, a, r = diff[0]
