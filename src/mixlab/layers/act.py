@@ -7,26 +7,22 @@ from typing import Callable
 from timm.layers import get_act_fn, get_act_layer
 
 
-def _check(name, where):
+def _lookup(factory, name, where):
+    """timm's `factory(name)`, with a missing or unknown name as one line naming `where`."""
+    unknown = ValueError(f"{where}: unknown activation {name!r}; give a timm activation name (gelu, silu, relu, …)")
     if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: unknown activation {name!r}; give a timm activation name (gelu, silu, relu, …)")
+        raise unknown
+    try:
+        return factory(name)
+    except KeyError:
+        raise unknown from None
 
 
 def act_layer(name: str, where: str) -> type:
     """The activation module class timm calls `name`."""
-    _check(name, where)
-    try:
-        return get_act_layer(name)
-    except KeyError:
-        raise ValueError(f"{where}: unknown activation {name!r}; give a timm activation name (gelu, silu, relu, "
-                         "…)") from None
+    return _lookup(get_act_layer, name, where)
 
 
 def act_fn(name: str, where: str) -> Callable:
     """The activation function timm calls `name` (for code that applies it to plain tensors)."""
-    _check(name, where)
-    try:
-        return get_act_fn(name)
-    except KeyError:
-        raise ValueError(f"{where}: unknown activation {name!r}; give a timm activation name (gelu, silu, relu, "
-                         "…)") from None
+    return _lookup(get_act_fn, name, where)
