@@ -17,6 +17,7 @@ shapes and label range. Anything off raises a one-line ValueError naming the fil
 import difflib
 import os
 import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -125,7 +126,7 @@ class DataFacts:
     classes: tuple[str, ...] = ()         # class names; empty where only the data files hold them (CIFAR-100)
 
 
-class DataSource:
+class DataSource(ABC):
     """One kind of dataset (the module's table). `load` refuses, in one line, what the kind cannot do."""
     kind: str = ""
     streamable: bool = False      # its images are files that can be decoded per epoch (--data-path stream)
@@ -134,8 +135,9 @@ class DataSource:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    @abstractmethod
     def describe(self) -> DataFacts:
-        raise NotImplementedError
+        """Channels, sizes, counts and classes of the dataset, read without decoding an image."""
 
     def load(self, split: str = "train", subset: int | None = None, seed: int = 0,
              transform: ImageTransform | None = None, stream: bool = False, workers: int = 0,
@@ -152,8 +154,9 @@ class DataSource:
         storage = transform.source() if transform.rrc and split == "train" and not stream else transform
         return self._load(split, subset, seed, transform, storage, stream, workers, verbose)
 
+    @abstractmethod
     def _load(self, split, subset, seed, transform, storage, stream, workers, verbose):
-        raise NotImplementedError
+        """The kind's own reading of `split`, after `load` checked what every kind refuses."""
 
     @staticmethod
     def _in_memory(ds, split, subset, seed, subset_done, total, transform, storage, verbose):
