@@ -246,12 +246,7 @@ class RunDir:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError as e:
                 raise WriteError(e.errno, f"cannot write into {self.path}: {first_line(e, limit=300)}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = _holder_text(fd)
-                os.close(fd)
-                raise self._busy(holder) from None
+            self._flock_or_refuse(fd, fcntl.LOCK_EX)
             try:   # the holder we waited for may have removed the file: our lock must be on the live one
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -266,6 +261,16 @@ class RunDir:
         self._lock_fd = fd
         clean_temp_files(self.path)   # safe: nobody else writes here while we hold the lock
         return self
+
+    def _flock_or_refuse(self, fd, mode):
+        """flock(fd, mode) without waiting; held by another process: close fd and refuse with its holder."""
+        import fcntl
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except OSError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise self._busy(holder) from None
 
     def _busy(self, holder):
         """The one-line RunBusy for a lock another process holds (`holder`: the lock file's 'pid N since T')."""
@@ -286,12 +291,7 @@ class RunDir:
             fd = os.open(self / LOCK, os.O_RDONLY)
         except (ImportError, OSError):   # no flock here, or the holder just removed it: not in use
             return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            holder = _holder_text(fd)
-            os.close(fd)
-            raise self._busy(holder) from None
+        self._flock_or_refuse(fd, fcntl.LOCK_SH)
         os.close(fd)   # free: a lock file a killed process left (flock dies with its holder)
 
     def release(self) -> None:
