@@ -83,12 +83,14 @@ def write_cifar(root, variant, n_train, n_test):
 
 # ---------------------------------------------------------------- real data (MIXLAB_DATA)
 
-@pytest.mark.parametrize("name, per_class_test", [
-    pytest.param("fashion-mnist", [1000] * 10, marks=needs_dataset("fashion-mnist")),
-    pytest.param("mnist", [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], marks=needs_dataset("mnist")),
+# The folders are found at collection, before the autouse `isolated` fixture hides the cache and the Debian
+# package (/usr/share/datasets/fashion-mnist, the only copy on a fresh machine with the apt package).
+@pytest.mark.parametrize("name, folder, per_class_test", [
+    pytest.param("fashion-mnist", dataset_folder("fashion-mnist"), [1000] * 10, marks=needs_dataset("fashion-mnist")),
+    pytest.param("mnist", dataset_folder("mnist"), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+                 marks=needs_dataset("mnist")),
 ])
-def test_real_idx_datasets_verify_counts_and_classes(name, per_class_test):
-    folder = dataset_folder(name)       # found before `isolated` hid the cache and the Debian package
+def test_real_idx_datasets_verify_counts_and_classes(name, folder, per_class_test):
     test = load_dataset(name, "test", data_dir=folder, verbose=False)   # sha256 of every file is checked
     assert len(test) == 10000 and test.image_size == (1, 28, 28) and not test.lossy
     assert torch.bincount(test.labels).tolist() == per_class_test
@@ -103,9 +105,12 @@ def test_real_idx_datasets_verify_counts_and_classes(name, per_class_test):
         assert len(full) == 60000 and full.images.float().mean().item() / 255 == pytest.approx(0.2860, abs=1e-4)
 
 
+CIFAR10_JPEG = dataset_folder("cifar10-jpeg")     # at collection, before `isolated` (see above)
+
+
 @needs_dataset("cifar10-jpeg")
 def test_real_cifar10_jpeg_is_lossy_cached_and_subset_decodes_match(tmp_path, monkeypatch):
-    folder = dataset_folder("cifar10-jpeg")
+    folder = CIFAR10_JPEG
     full = load_dataset("cifar10-jpeg", "test", data_dir=folder, verbose=False)
     assert full.lossy and "lossy" in full.source and "decoded and cached" in full.source
     assert len(full) == 10000 and full.image_size == (3, 32, 32) and torch.bincount(full.labels).tolist() == [1000] * 10
