@@ -327,7 +327,7 @@ class RunDir:
 
     def write_weights(self, name: str, model) -> None:
         from safetensors.torch import save_model
-        atomic_write(self / name, lambda tmp: save_model(model, tmp), suffix=".safetensors")
+        atomic_write(self / name, lambda tmp: save_model(model, tmp, force_contiguous=True), suffix=".safetensors")
 
     def write_state(self, state: dict) -> None:
         import torch

@@ -55,6 +55,8 @@ def add_parser(sub):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     add_log_argument(p)
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--eval-batch-size", type=positive_int, default=1000, metavar="N",
+                   help="images per evaluation batch (default 1000; only speed and memory depend on it)")
     p.add_argument("--data-dir", default=None, help="where datasets live (default: $MIXLAB_DATA, ~/.cache/mixlab, ...)")
     p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
                    help='model overrides, e.g. \'{"depth": 6, "drop_rate": 0.1}\'')
@@ -96,7 +98,7 @@ def run_train(args):
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
                          overrides=overrides, data_path=args.data_path, data_workers=args.data_workers,
-                         trackers=args.log)
+                         trackers=args.log, eval_batch_size=args.eval_batch_size)
     s = train(config)
     if s is None:
         return 0

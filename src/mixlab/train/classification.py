@@ -7,6 +7,11 @@ from .evaluate import evaluate
 from .state import epoch_seed
 
 
+def recipe_of(config: dict) -> dict:
+    """The recipe a run directory's config.json recorded ({} for runs saved without one)."""
+    return config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
+
+
 class ClassificationTask:
     name = "classification"
     best_metric, higher_is_better = "test_top1", True
@@ -44,11 +49,11 @@ class ClassificationTask:
         augment = (recipe.crop_padding, recipe.flip, epoch_seed(run.config.seed, epoch, 0)) \
             if recipe.test_augment else None
         result = evaluate(run.eval_model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
-                          run.dist, run.precision, augment)
+                          run.dist, run.precision, augment, recipe.eval_flip)
         row = {"test_loss": result["loss"], "test_top1": result["top1"]}
         if run.ema is not None:
             live = evaluate(run.model, run.test_ds, run.device, run.mean, run.std, run.config.eval_batch_size,
-                            run.dist, run.precision, augment)
+                            run.dist, run.precision, augment, recipe.eval_flip)
             row.update(live_test_loss=live["loss"], live_test_top1=live["top1"])
         return row
 
@@ -93,8 +98,7 @@ class ClassificationTask:
         expected = tuple(config["input_size"])
         if tuple(ds.image_size) != expected:
             raise ValueError(f"{name} images are {tuple(ds.image_size)} but the model was trained on {expected}")
-        recipe = config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
-        return model, ds, Precision(recipe.get("precision", "fp32"), device), weights_file
+        return model, ds, Precision(recipe_of(config).get("precision", "fp32"), device), weights_file
 
     @staticmethod
     def evaluate_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None,
@@ -104,6 +108,6 @@ class ClassificationTask:
         model, ds, precision, weights_file = ClassificationTask.load_saved(
             run, config, data=data, split=split, weights=weights, device=device, data_dir=data_dir, subset=subset)
         result = evaluate(model, ds, precision.device, config["mean"], config["std"], batch_size=batch_size,
-                          precision=precision)
+                          precision=precision, flip_tta=bool(recipe_of(config).get("eval_flip")))
         return {**result, "dataset": ds.name, "split": split, "weights": weights_file or "default weights",
                 "model": config["model"], "precision": precision.name}

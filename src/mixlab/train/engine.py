@@ -238,6 +238,8 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
     model_kwargs = {**task.model_kwargs(train_ds), **_stochastic_depth(config, recipe, log), **config.model_kwargs}
     model = create_model(config.model, **model_kwargs).to(device)
+    if recipe.channels_last:   # the weights' layout decides the convolutions' (their input follows)
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
     ema = ModelEma(model, recipe.ema_decay) if recipe.ema_decay else None
     run = Run(config=config, recipe=recipe, dir=out, device=device, dist=d, precision=precision,

@@ -22,12 +22,15 @@ def normalise(images_uint8, mean, std, device):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None, precision=None, augment=None):
+def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None, precision=None, augment=None,
+             flip_tta=False):
     """{'loss', 'top1' (percent), 'n'} of `model` on `dataset` (an ImageDataset or a streamed FileDataset).
 
     precision: a `Precision` (the run's), None for fp32. `augment=(padding, flip, seed)` reproduces the
     official NiNformer/Activator quirk of evaluating on randomly cropped and flipped test images: like
     torchvision's RandomCrop on the PIL image, the padding is black (0) *before* normalisation.
+    flip_tta: logits = ½(f(x) + f(flip(x))), the horizontal-flip test-time augmentation (loss and top-1 of the
+    averaged logits).
     """
     from ..data.loader import crop_flip
 
@@ -49,8 +52,9 @@ def evaluate(model, dataset, device, mean, std, batch_size=1000, dist_info=None,
         x = normalise(images, mean, std, device)
         y = dataset.labels[idx].to(device)
         with autocast():
-            logits = model(x)
-        logits = logits.float()
+            logits = model(x).float()
+            if flip_tta:
+                logits = 0.5 * (logits + model(x.flip(3)).float())
         totals[0] += F.cross_entropy(logits, y, reduction="sum").double()
         totals[1] += (logits.argmax(1) == y).sum()
         totals[2] += len(y)

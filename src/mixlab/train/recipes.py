@@ -72,6 +72,12 @@ class Recipe:
     normalize: Union[str, list] = "dataset"
     # the official NiNformer/Activator 2024 quirk: evaluate on randomly cropped and flipped test images
     test_augment: bool = False
+    # test-time augmentation: each test image is scored by the mean of its own and its mirror image's logits
+    # (airbench's flip TTA); evaluation is otherwise clean. Off in every recipe but `speed`.
+    eval_flip: bool = False
+    # model and activations in channels-last memory: the layout oneDNN's CPU convolutions are fastest in
+    # (docs/BENCHMARKS.md); numerics are unchanged up to summation order
+    channels_last: bool = False
 
     # --- image size and resizing (mixlab.data.transforms, timm's conventions) --------------------------------
     # The side S every image is brought to. None: the images' own size when they share one (square) size;
