@@ -16,6 +16,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 import mixlab
 from mixlab.models import IsotropicNet
 from mixlab.models.affnet import AFFNet
+from mixlab.models.hierarchical import HierarchicalNet
 
 # timm's contract is the classifier's (forward(x) -> logits, features, pooling); the diffusion UNets take
 # (x, t) and have their own tests (test_unet.py)
@@ -33,6 +34,8 @@ def small(name):
         return ({"depth": 3} if depth != 3 else {}), (c, s, s)   # three taps: enough for every check
     if issubclass(kind, AFFNet):
         return {"depths": (1, 1, 1), "img_size": min(s, 64)}, (c, min(s, 64), min(s, 64))
+    if issubclass(kind, HierarchicalNet):
+        return {"depths": (1, 1, 1)}, (c, s, s)
     return {"depth": SHALLOWEST[name]}, (c, s, s)
 
 
@@ -47,7 +50,7 @@ def _shallowest(name):
     raise AssertionError(f"{name} builds at no depth below 60")
 
 
-SHALLOWEST = {n: _shallowest(n) for n in ALL if not issubclass(KIND[n], (IsotropicNet, AFFNet))}
+SHALLOWEST = {n: _shallowest(n) for n in ALL if not issubclass(KIND[n], (IsotropicNet, AFFNet, HierarchicalNet))}
 
 
 def build(name, **kwargs):

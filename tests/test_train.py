@@ -38,7 +38,7 @@ def read_metrics(run):
 
 # --- recipes ------------------------------------------------------------------------------------------
 def test_recipes_are_named_versioned_and_faithful():
-    assert list_recipes() == ["ddpm", "demo", "dianet", "mixlab", "paper", "strong"]
+    assert list_recipes() == ["ddpm", "demo", "dianet", "mixlab", "paper", "speed", "strong"]
     for name in list_recipes():
         r = load_recipe(name)
         assert r.name == name and isinstance(r.version, int) and r.description and r.source
