@@ -257,27 +257,28 @@ def test_image_folder_symlink_loops_are_followed_once(tmp_path, capsys):
 
 @needs_dataset("fashion-mnist")
 def test_a_repeated_or_interrupted_demo_goes_on(tmp_path, capsys):
-    """A rerun of `mixlab demo` into the same directory reuses its finished runs (before: "holds a finished run
-    … pass --overwrite") and resumes an interrupted one; the table is the same."""
-    argv = ["demo", "--models", "mixer_demo", "--subset", 40, "--epochs", 1, "--batch-size", 20, "--device", "cpu",
+    """A rerun of `mixlab demo` into the same directory reuses its finished runs and resumes an interrupted one
+    (it is a compare: the same plan and run directories); the table is the same. Another request is refused."""
+    argv = ["demo", "--mixers", "token_mlp", "--subset", 40, "--epochs", 1, "--batch-size", 20, "--device", "cpu",
             "--out", tmp_path / "demo", "--data-dir", dataset_folder("fashion-mnist")]
     first = main_(capsys, *argv)
     assert first.returncode == 0, first.stderr
-    run = tmp_path / "demo" / "mixer_demo"
-    rows = json.loads((tmp_path / "demo" / "comparison.json").read_text())["rows"]
+    run = tmp_path / "demo" / "runs" / "token_mlp" / "seed-0"
+    rows = json.loads((tmp_path / "demo" / "compare.json").read_text())["rows"]
     weights = (run / "best.safetensors").read_bytes()
     again = main_(capsys, *argv)
-    assert again.returncode == 0 and "reusing the finished run" in again.stdout, again.stderr
-    assert json.loads((tmp_path / "demo" / "comparison.json").read_text())["rows"] == rows
+    assert again.returncode == 0 and "reusing the plan" in again.stdout, again.stderr
+    assert "run(s) to train" not in again.stdout   # nothing trained again
+    assert json.loads((tmp_path / "demo" / "compare.json").read_text())["rows"] == rows
     assert (run / "best.safetensors").read_bytes() == weights
     summary = json.loads((run / "summary.json").read_text())   # as a kill after the last commit leaves it
     (run / "summary.json").write_text(json.dumps({**summary, "completed": False}))
     resumed = main_(capsys, *argv)
-    assert resumed.returncode == 0 and f"resuming {run} after epoch 1/1" in resumed.stdout, resumed.stderr
-    assert json.loads((tmp_path / "demo" / "comparison.json").read_text())["rows"] == rows
+    assert resumed.returncode == 0 and "1 run(s) to train" in resumed.stdout, resumed.stderr
+    assert json.loads((tmp_path / "demo" / "compare.json").read_text())["rows"] == rows
     assert json.loads((run / "summary.json").read_text())["completed"]
     other = main_(capsys, *[a if a != 40 else 60 for a in argv])   # another request: refused, never reported
-    assert_one_line_error(other, r"holds another run than the one asked \(subset=40, not 60\).*--overwrite")
+    assert_one_line_error(other, r"holds a compare with subset=40, not 60")
 
 
 def test_damaged_files_of_every_kind_are_one_line_naming_the_file(tiny_run, tmp_path, capsys):
