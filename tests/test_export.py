@@ -31,6 +31,7 @@ CASES = {
     "resnet": ("resnet164", 3, 32, dict(depth=11)),
     "poolformer": ("poolformer_tiny", 3, 32, dict(depth=2)),
     "identityformer": ("identityformer_tiny", 1, 28, dict(depth=2)),
+    "metaformer": ("metaformer_speed", 3, 32, dict(depths=(1, 1, 1))),
 }
 
 
