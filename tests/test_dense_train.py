@@ -2,6 +2,7 @@
 32 px, a few images), their metrics on hand-computed cases, resume, eval, predict, ONNX and the reproduce plan."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -97,7 +98,7 @@ def test_segmentation_trains_scores_predicts_and_exports(scenes, tmp_path):
     r = evaluate_run(run)
     assert r["miou"] == pytest.approx(s["test_miou"]) and r["pixel_acc"] == pytest.approx(s["test_pixel_acc"])
     from mixlab.dense.predict import predict_dense
-    done = predict_dense(run, [scenes["voc"] / "JPEGImages"], tmp_path / "pics")
+    done = predict_dense(run, [Path(scenes["voc"]) / "JPEGImages"], tmp_path / "pics")
     from PIL import Image
     with Image.open(done[0][1]) as im:
         assert im.size == (32, 32) and im.mode == "RGB"
@@ -117,12 +118,15 @@ def test_detection_trains_scores_and_predicts(scenes, tmp_path):
     r = evaluate_run(run)
     assert r["map"] == pytest.approx(s["test_map"]) and r["loss"] == pytest.approx(s["test_loss"], rel=1e-5)
     from mixlab.dense.predict import predict_dense
-    done = predict_dense(run, [scenes["coco"] / "val"], tmp_path / "pics", min_score=0.0)
+    done = predict_dense(run, [Path(scenes["coco"]) / "val"], tmp_path / "pics", min_score=0.0)
     assert len(done) == 8 and all((tmp_path / "pics").glob("*.png"))
 
 
 def test_segmentation_resume_is_bit_exact(scenes, tmp_path):
-    args = dict(data=str(scenes["voc"]), task="segmentation", **BACKBONE)
+    """A run stopped after epoch 1 and resumed to 2 equals a straight 2-epoch run (a constant schedule, so the
+    1-epoch run's lr is the 2-epoch run's; a kill -9 mid-run is tests/test_train.py's, through the same engine)."""
+    args = dict(data=str(scenes["voc"]), task="segmentation",
+                **{**BACKBONE, "overrides": {**BACKBONE["overrides"], "schedule": "constant"}})
     train(TrainConfig(epochs=2, out=str(tmp_path / "a"), **args), log=None)
     train(TrainConfig(epochs=1, out=str(tmp_path / "b"), **args), log=None)
     train(TrainConfig(resume=str(tmp_path / "b"), epochs=2), log=None)
