@@ -38,9 +38,9 @@ LAYERS = (
     ("base", ("mixlab.fileio", "mixlab.device")),
     ("building blocks", ("mixlab.layers", "mixlab.mixers", "mixlab.data", "mixlab.dense")),
     ("models", ("mixlab", "mixlab.registry", "mixlab.timm_models", "mixlab.models", "mixlab.rundir",
-                "mixlab.checkpoint", "mixlab.predict", "mixlab.export")),
+                "mixlab.checkpoint", "mixlab.predict", "mixlab.export", "mixlab.dense.model", "mixlab.dense.predict")),
     ("engine", ("mixlab.train", "mixlab.decision", "mixlab.bench", "mixlab.track")),
-    ("applications", ("mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub",
+    ("applications", ("mixlab.dense.task", "mixlab.dense.segmentation", "mixlab.dense.detection", "mixlab.diffusion", "mixlab.analyze", "mixlab.reproduce", "mixlab.hub",
                       "mixlab.compare", "mixlab.report_page")),
     ("cli", ("mixlab.cli",)),
 )

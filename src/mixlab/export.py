@@ -246,5 +246,12 @@ def max_abs_diff(model, path, batch=4, input_size=None, seed=0):
 def export_run(run_dir, path, weights=None, **kwargs):
     """Export a run directory's model (config.json + safetensors, read with `mixlab.load`) to ONNX."""
     from .checkpoint import load
+    if (Path(run_dir) / "config.json").is_file() and "dense" in json.loads((Path(run_dir) / "config.json").read_text()):
+        from .dense.model import load_dense   # a segmentation run exports x -> logits [B, K, H, W]
+        model = load_dense(run_dir, weights)
+        if model.task != "segmentation":
+            raise ValueError(f"{run_dir}: ONNX export is for classifiers and segmentation runs; a detector's "
+                             f"post-processing (NMS over a variable number of boxes) is not exported")
+        return export_onnx(model, path, input_size=model.data_config["input_size"], **kwargs)
     model = load(run_dir, weights=weights)
     return export_onnx(model, path, input_size=model.data_config.get("input_size"), **kwargs)

@@ -24,6 +24,10 @@ def add_parser(sub):
     p.add_argument("images", nargs="+", help="image files or folders (searched for image files)")
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image (capped at the class count)")
     p.add_argument("--weights", default=None, help="weights file in the run (default: best, else last)")
+    p.add_argument("--out", default="predictions", metavar="DIR",
+                   help="dense runs: where the pictures (mask over the image, or boxes) are written (default "
+                        "predictions/)")
+    p.add_argument("--min-score", type=float, default=0.3, help="detection runs: the lowest score drawn")
     p.set_defaults(func=run_predict)
 
 
@@ -60,6 +64,12 @@ def run_predict(args):
     from ..checkpoint import load
     from ..predict import predict_files
     from . import printable
+    if _is_dense(args.run):   # a segmentation or detection run draws its predictions
+        from ..dense.predict import predict_dense
+        for source, target, found in predict_dense(args.run, args.images, args.out, weights=args.weights,
+                                                   min_score=args.min_score):
+            print(f"{printable(source)} -> {printable(target)}: {printable(found)}")
+        return 0
     model = load(args.run, weights=args.weights)
     predictions, skipped = predict_files(model, args.images, top_k=args.top_k)
     if not predictions:   # nothing to show: the one error line says why
@@ -76,3 +86,13 @@ def run_predict(args):
         for rank, (name, prob) in enumerate(pred.top, 1):
             print(f"  {rank}. {printable(name):<24} {prob:.4f}")
     return 0
+
+
+def _is_dense(run):
+    import json
+    from pathlib import Path
+    path = Path(run) / "config.json"
+    try:
+        return isinstance(json.loads(path.read_text()).get("dense"), dict)
+    except (OSError, ValueError):
+        return False

@@ -116,6 +116,11 @@ def _print_plan(report):
               f"{extra}{built}")
     for s in report["skipped"]:
         print(f"skipped {s['dataset']}: {s['reason']}")
+    if report.get("rows"):   # a kind that shows its table before anything trains (segmentation)
+        from ..reproduce.segmentation import format_row
+        print(f"\n{'backbone':<10} {'dataset':<11} {'published':>9} {'ours':>11} {'diff':>7} {'seeds':>5}")
+        for row in report["rows"]:
+            print(format_row(row))
     new = [r for r in runs if r["status"] == "new"]
     partial = [r for r in runs if r["status"] == "partial"]
     print(f"{len(runs)} runs: {len(new)} to train ({sum(r['epochs'] for r in new)} epochs), "

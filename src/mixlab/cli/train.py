@@ -66,6 +66,12 @@ def add_parser(sub):
                    help="resize every image to N×N (recipe key img_size; eval: shorter side to N/crop_pct, centre "
                         "crop). Default: the data's own size, or for image files of mixed or unfit sizes the "
                         "model's native size")
+    p.add_argument("--task", default="auto", choices=["auto", "classification", "diffusion", "segmentation", "detection"],
+                   help="what the model learns (auto: its registration: UNets denoise, the rest classify); "
+                        "segmentation / detection put a head on the --model backbone and read a dense folder "
+                        "(VOC, ADE20K, COCO, images+masks) given as --data")
+    p.add_argument("--head", default=None, help="dense head: deeplabv3 (default) | fpn for segmentation, "
+                   "retinanet (default) | fcos for detection")
     p.add_argument("--data-path", choices=DATA_PATHS, default="auto",
                    help="memory: decode image files once and keep them on the training device; stream: decode "
                         "them per epoch in DataLoader workers (data larger than memory); auto (default): stream "
@@ -98,12 +104,13 @@ def run_train(args):
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
                          overrides=overrides, data_path=args.data_path, data_workers=args.data_workers,
-                         trackers=args.log, eval_batch_size=args.eval_batch_size)
+                         trackers=args.log, eval_batch_size=args.eval_batch_size, task=args.task, head=args.head)
     s = train(config)
     if s is None:
         return 0
-    # a classifier reports top-1 (%), a denoiser (mixlab.diffusion) its test loss
-    title, key, digits = ("test top-1", "test_top1", 2) if "test_top1" in s else ("test loss", "test_loss", 4)
+    # a classifier reports top-1 (%), a segmenter mIoU (%), a detector mAP (%), a denoiser its test loss
+    title, key, digits = next(((t, k, 2) for t, k in (("test top-1", "test_top1"), ("test mIoU", "test_miou"),
+                                                      ("test mAP", "test_map")) if k in s), ("test loss", "test_loss", 4))
     best = f"{s['best_' + key]:.{digits}f}" if s.get("best_" + key) is not None else "-"
     print(f"\n{'model':<20} {'dataset':<14} {'recipe':<8} {'epochs':>6} {'params':>11} {title:>10} "
           f"{'best':>7} {'seconds':>8}")
@@ -119,5 +126,8 @@ def run_eval(args):
     r = evaluate_run(args.run, data=args.data, split=args.split, weights=args.weights, device=args.device,
                      data_dir=args.data_dir, subset=args.subset)
     top1 = f"top-1 {r['top1']:.2f}%  " if r.get("top1") is not None else ""   # None: a denoiser's test loss
-    print(f"{r['model']} {r['weights']} on {r['dataset']} {r['split']} ({r['n']} images): {top1}loss {r['loss']:.4f}")
+    names = (("miou", "mIoU"), ("pixel_acc", "pixel accuracy"), ("map", "mAP"), ("map50", "mAP@0.5"))
+    dense = "".join(f"{label} {r[k]:.2f}%  " for k, label in names if r.get(k) is not None)   # dense runs
+    print(f"{r['model']} {r['weights']} on {r['dataset']} {r['split']} ({r['n']} images): {top1}{dense}"
+          f"loss {r['loss']:.4f}")
     return 0

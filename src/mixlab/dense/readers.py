@@ -381,3 +381,28 @@ def read_dense(root, task, split):
     if not len(ds):
         raise ValueError(f"{root}: the {split} split holds no images")
     return ds
+
+
+# --- a dataset named, not given as a folder -----------------------------------------------------------------
+NAMED = {"ade20k": ("ADEChallengeData2016", "ade20k", "ADE20K"), "voc": ("VOCdevkit/VOC2012", "VOC2012", "voc", "VOC"),
+         "coco": ("coco", "COCO")}
+
+
+def find_dense(name, data_dir=None):
+    """The folder of a dense dataset named ade20k | voc | coco under `data_dir`, $MIXLAB_DATA or ~/.cache/mixlab
+    (the first that holds it), or a one-line FileNotFoundError saying where it looked."""
+    import os
+    if name not in NAMED:
+        raise ValueError(f"unknown dense dataset {name!r}; name one of {', '.join(NAMED)} or give its folder")
+    roots = [Path(r).expanduser() for r in (data_dir, os.environ.get("MIXLAB_DATA"), "~/.cache/mixlab") if r]
+    for root in roots:
+        for sub in NAMED[name]:
+            folder = root / sub
+            if folder.is_dir():
+                try:
+                    if detect_layout(folder) in (name, "ade20k" if name == "ade20k" else name):
+                        return folder
+                except ValueError:
+                    continue
+    raise FileNotFoundError(f"{name}: no {' or '.join(NAMED[name])} folder under {', '.join(map(str, roots))} "
+                            f"(download it there, or give the folder as --data)")

@@ -22,6 +22,7 @@ sample_steps) defines the process, and images must be normalised to [−1, 1] (`
 import torch
 
 from ..train import distributed
+from ..train.image_task import ImageTask
 from .ddpm import DDPMProcess, step_generator
 from .grid import save_grid
 
@@ -37,7 +38,7 @@ def is_sample_epoch(epoch, every, last):
     return epoch % every == 0 or epoch == last
 
 
-class DenoisingTask:
+class DenoisingTask(ImageTask):
     name = "diffusion"
     best_metric, higher_is_better = "test_loss", False
     metric_fields = ("epoch", "lr", "train_loss", "test_loss", "seconds", "train_pass_seconds")

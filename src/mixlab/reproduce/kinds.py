@@ -4,6 +4,8 @@
 table's kind (`TableSpec.task`) decides the rest, through one interface:
 
     extra_runs()            runs the kind plans besides the grid (listed by --dry-run), e.g. FID classifiers
+    plan_rows()             rows the plan (--dry-run) shows before anything trains (default: none)
+    data_probe(data_dir)    a static method: the probe that finds the table's datasets (None: the data package's)
     rows(results, failed)   the report's result fields from the finished runs: always "rows"; a kind may add
                             its own ("plot", "fid"); a failure of its own steps is appended to `failed`
     claims(rows)            the report's verdict fields: always "claims"; a kind may add its own ("questions")
@@ -25,6 +27,7 @@ from .tables import TableSpec
 KINDS: dict[str, str] = {
     "classification": "mixlab.reproduce.report:ClassificationTable",
     "diffusion": "mixlab.reproduce.diffusion:DiffusionTable",
+    "segmentation": "mixlab.reproduce.segmentation:SegmentationTable",
 }
 
 
@@ -106,6 +109,15 @@ class TableKind(ABC):
     def extra_runs(self) -> list[dict]:
         """Runs besides the grid, as entries of the report's run list (none unless the kind has its own)."""
         return []
+
+    def plan_rows(self) -> dict:
+        """Fields the plan (--dry-run) adds, e.g. every row with its published number (none by default)."""
+        return {}
+
+    @staticmethod
+    def data_probe(data_dir) -> Callable[[str], None] | None:
+        """(name) -> None, raising when the dataset is absent; None: the data package's test-split load."""
+        return None
 
     @abstractmethod
     def rows(self, results: dict, failed: list[dict]) -> dict:

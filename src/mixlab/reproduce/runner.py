@@ -122,7 +122,9 @@ def plan(table, out, datasets, models, seeds, recipe, epochs, load_recipe, extra
 
 
 def final_result(summary):
-    """A finished run's result in words: top-1 for a classifier, test loss for a denoiser."""
+    """A finished run's result in words: top-1 for a classifier, mIoU for a segmenter, test loss for a denoiser."""
+    if summary.get("test_miou") is not None:
+        return f"final test mIoU {summary['test_miou']:.2f}%"
     if summary.get("test_top1") is None and summary.get("test_loss") is not None:
         return f"final test loss {summary['test_loss']:.4f}"
     return f"final test top-1 {summary['test_top1']:.2f}%"
@@ -146,7 +148,7 @@ def execute(job: TableJob) -> tuple[dict, list[dict]]:
                           recipe=job.recipe, epochs=run.epochs, batch_size=opts.batch_size, subset=opts.subset,
                           device=opts.device, out=str(run.path), seed=run.seed, data_dir=opts.data_dir,
                           compile=opts.compile, overrides=dict(run.overrides), trackers=tuple(opts.trackers),
-                          overwrite=opts.overwrite)
+                          overwrite=opts.overwrite, **job.spec.train_keys)
         # one owner decides (decision.py): a finished run of this very request is reused, an unfinished one
         # resumed; a run of another request (epochs, subset, recipe values…) is refused before anything trains
         decision = decide(RunDir(run.path), cfg, reuse=True)
@@ -217,7 +219,8 @@ def reproduce(table: str, options: ReproduceOptions | None = None, **fields: Any
     if opts.out is not None and not str(opts.out).strip():
         raise ValueError("--out '' names no folder: give a directory for the table's runs")
     out = Path(opts.out) if opts.out else default_out(table, recipe_name, overrides)
-    found, skipped = resolve_datasets(names, opts.probe or _data_probe(opts.data_dir))
+    probe = opts.probe or table_kind(spec.task).data_probe(opts.data_dir) or _data_probe(opts.data_dir)
+    found, skipped = resolve_datasets(names, probe)
     for s in skipped if not opts.dry_run else ():
         opts.log(f"skipping {s['dataset']}: {s['reason']}")
     runs = plan(table, out, found, models, opts.seeds, recipe, opts.epochs, load_recipe, overrides)
@@ -231,6 +234,7 @@ def reproduce(table: str, options: ReproduceOptions | None = None, **fields: Any
     kind = table_kind(spec.task)(job)   # refuses options it cannot honour before anything runs
     report["runs"] += kind.extra_runs()
     if opts.dry_run:
+        report.update(kind.plan_rows())
         return report
     for path in (out / f"{table}.json", out / f"{table}.md", opts.json_path, opts.markdown_path):
         if path:   # a report that cannot be written must fail now, not after hours of training

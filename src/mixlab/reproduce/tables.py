@@ -34,6 +34,8 @@ class TableSpec:
     # classification: rows are final-epoch top-1; diffusion: rows are Fréchet distances of samples
     # (reproduce/diffusion.py), claims read "lower is better"
     task: str = "classification"
+    # TrainConfig fields every run of the table sets (a segmentation table: task and head)
+    train_keys: dict = field(default_factory=dict)
 
     def arch_of(self, label):
         """(registered model, model kwargs) of a row."""
@@ -157,8 +159,18 @@ TABLES["activator-glu"] = TableSpec(
          "(activator_paper) and without (activator_glu_paper) the second, non-gated MLP. The paper reports "
          "robustness to the activation; its ablation numbers were not retrieved.")
 
+TABLES["affnet-seg"] = TableSpec(
+    "affnet-seg", "AFFNet-ET/T/base + DeepLabv3 (arXiv 2307.14008): ADE20K and Pascal VOC mIoU",
+    ("affnet_et", "affnet_t", "affnet"), ("ade20k", "voc"), "mixlab", task="segmentation",
+    train_keys={"task": "segmentation", "head": "deeplabv3"},
+    note="Published: 256x256 inputs with ImageNet-pretrained backbones (8 A100s); a run here trains from scratch "
+         "at --img-size (set it, e.g. --set img_size=256), so the rows are compared, not claimed equal. The "
+         "datasets are folders (ADEChallengeData2016/, VOCdevkit/VOC2012/) under --data-dir or $MIXLAB_DATA.")
+
 # The paper's dataset -> our datasets, in order of preference (lossless first).
 DATASET_CANDIDATES = {
+    "ade20k": ("ade20k",),
+    "voc": ("voc",),
     "mnist": ("mnist",),
     "fashion-mnist": ("fashion-mnist",),
     "cifar10": ("cifar10", "cifar10-jpeg"),

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from .evaluate import evaluate
+from .image_task import ImageTask
 from .state import epoch_seed
 
 
@@ -12,7 +13,7 @@ def recipe_of(config: dict) -> dict:
     return config.get("recipe") if isinstance(config.get("recipe"), dict) else {}
 
 
-class ClassificationTask:
+class ClassificationTask(ImageTask):
     name = "classification"
     best_metric, higher_is_better = "test_top1", True
     metric_fields = ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds",

@@ -46,6 +46,9 @@ class TrainConfig:
     data_path: str = "auto"         # auto | memory | stream; the run records the path it took
     data_workers: int | None = None # DataLoader processes decoding files; None: 0 for small sets, else min(8, threads)
     trackers: tuple[str, ...] = ()  # experiment trackers fed from the run directory (mixlab.track): tensorboard, …
+    # --- what the run learns ---
+    task: str = "auto"              # auto (the model's registration) | classification | diffusion | segmentation | detection
+    head: str | None = None         # dense tasks: the head on the backbone (None: the task's default)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,6 +96,12 @@ def check(config):
     if config.trackers:
         from ..track import check_trackers
         check_trackers(config.trackers)
+    from .tasks import TASKS
+    if config.task != "auto" and config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; choose auto or one of {', '.join(sorted(TASKS))}")
+    if config.head is not None:
+        from ..dense.spec import check_head
+        check_head(config.task, config.head)
     if config.resume and config.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
 

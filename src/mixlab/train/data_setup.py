@@ -187,6 +187,19 @@ def validation_split(train_ds, n):
             train_ds.take(val, f"{n}-image validation split of the training set (seed {VALIDATION_SEED})"))
 
 
+def normalisation(spec, dataset):
+    """The recipe's `normalize` ('dataset', [m, s] or [[m…], [s…]]) as per-channel lists for this data."""
+    c = dataset.image_size[0]
+    if spec == "dataset" or spec is None:
+        return list(dataset.mean), list(dataset.std)
+    mean, std = spec
+    mean = [float(mean)] * c if isinstance(mean, (int, float)) else [float(m) for m in mean]
+    std = [float(std)] * c if isinstance(std, (int, float)) else [float(s) for s in std]
+    if len(mean) != c or len(std) != c:   # e.g. CIFAR statistics on one-channel data
+        return list(dataset.mean), list(dataset.std)
+    return mean, std
+
+
 def make_train_loader(data, recipe, batch_size, device, mean, std, seed, rank, world_size):
     """The training loader for `data`: device-resident or streaming, one epoch plan either way, with the
     recipe's strong augmentation (RandAugment, random erasing, Mixup/CutMix) if it asks for any."""

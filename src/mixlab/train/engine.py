@@ -57,19 +57,6 @@ if TYPE_CHECKING:   # the annotations of `Run` only
     from ..data.stream import StreamingLoader
 
 
-def normalisation(spec, dataset):
-    """The recipe's `normalize` ('dataset', [m, s] or [[m…], [s…]]) as per-channel lists for this data."""
-    c = dataset.image_size[0]
-    if spec == "dataset" or spec is None:
-        return list(dataset.mean), list(dataset.std)
-    mean, std = spec
-    mean = [float(mean)] * c if isinstance(mean, (int, float)) else [float(m) for m in mean]
-    std = [float(std)] * c if isinstance(std, (int, float)) else [float(s) for s in std]
-    if len(mean) != c or len(std) != c:   # e.g. CIFAR statistics on one-channel data
-        return list(dataset.mean), list(dataset.std)
-    return mean, std
-
-
 def build_optimizer(model, recipe):
     from timm.optim import create_optimizer_v2
     opt = {"adam": "adam", "adamw": "adamw", "sgd": "momentum"}[recipe.optimizer]   # timm 'sgd' is Nesterov
@@ -201,43 +188,21 @@ def start_run(config, d, ddp_device, log):
 
 
 def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
-    from .data_setup import make_train_loader, prepare_data
-
     config.out = str(out.path)
     device = ddp_device or pick_device(config.device)
-    # the recipe's image keys decide how the data is read; its batch (capped to the data) is settled below
-    data = prepare_data(config, resolve(config, world_size=d.world_size, saved_recipe=saved_recipe)[0], device, log)
-    train_ds, test_ds = data.train, data.test
-    if list(train_ds.classes) != list(test_ds.classes):
-        raise ValueError(f"{config.data}: the train and test splits name different classes "
-                         f"({len(train_ds.classes)} vs {len(test_ds.classes)}); they must be the same list")
-    recipe, note = resolve(config, train_size=len(train_ds), world_size=d.world_size, saved_recipe=saved_recipe)
-    if note:
-        log(note)
-    # what the run resolved is what it records: a resume, `mixlab eval` and `predict` read it back
-    recipe = dataclasses.replace(recipe, img_size=data.transform.img_size, crop_pct=data.transform.crop_pct)
+    task = task_for(config.model, config.task)
+    # the task owns its data: both splits, the loader, the recipe resolved against them, config.json's data part
+    data = task.run_data(config, d, device, saved_recipe, log)
+    train_ds, test_ds, loader, recipe, mean, std = data.train, data.test, data.loader, data.recipe, data.mean, data.std
     config.data_path = data.path
-    if recipe.batch_size % d.world_size:
-        raise ValueError(f"batch size {recipe.batch_size} does not split over {d.world_size} processes")
     precision = Precision(recipe.precision, device)
     precision.apply_global_settings()
     recipe = dataclasses.replace(recipe, precision=precision.name)   # 'auto' recorded as what it resolved to
 
-    task = task_for(config.model)
-    if task.name != "classification" and (recipe.mixup or recipe.cutmix or recipe.randaugment or recipe.random_erasing):
-        raise ValueError(f"{config.model} learns {task.name}: the strong augmentation keys (randaugment, "
-                         f"random_erasing, mixup, cutmix) are for classifiers")
-    c, h, _ = train_ds.image_size
-    mean, std = normalisation(recipe.normalize, train_ds)
-    loader = make_train_loader(data, recipe, recipe.batch_size // d.world_size, device, mean, std, config.seed,
-                               d.rank, d.world_size)
-
     if recipe.max_steps:   # a step budget decides the epochs: the last one is cut where the budget ends
         recipe = dataclasses.replace(recipe, epochs=math.ceil(recipe.max_steps / len(loader)))
     torch.manual_seed(config.seed)
-    # a wrong or ill-typed model keyword is a one-line ValueError from create_model, listing the valid ones
-    model_kwargs = {**task.model_kwargs(train_ds), **_stochastic_depth(config, recipe, log), **config.model_kwargs}
-    model = create_model(config.model, **model_kwargs).to(device)
+    model = task.build_model(config, recipe, data, log).to(device)
     if recipe.channels_last:   # the weights' layout decides the convolutions' (their input follows)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)
@@ -251,10 +216,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         _restore(run, state)
         log(f"resuming {out.path} after epoch {run.start_epoch}/{recipe.epochs}")
     if d.is_main:
-        meta = dict(mean=mean, std=std, class_names=list(train_ds.classes), dataset=train_ds.name, in_chans=c,
-                    img_size=h, lossy=bool(train_ds.lossy), data_source=train_ds.source, data_path=data.path,
-                    eval_transform=data.transform.record(c, mean, std) if data.transform.img_size else None)
-        config_json = model_config(model, **meta)
+        config_json = model_config(model, **data.meta)
         config_json.update(train=config.to_dict(), recipe=recipe.to_dict(), world_size=d.world_size, **task_config)
         out.write_json(CONFIG, config_json)
         if state is not None:   # files derived from the last commit may not have been written before the kill
@@ -270,7 +232,7 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         run.net = torch.compile(run.net)
     subset_note = f", subset {config.subset} (stratified train, at most that many test)" if config.subset else ""
     ranks = f" ({d.world_size} ranks × {recipe.batch_size // d.world_size})" if d.enabled else ""
-    log(f"training {config.model} ({run.params:,} params) on {train_ds.name} [{len(train_ds)} train / "
+    log(f"training {config.model}{_mixer_note(config)} ({run.params:,} params) on {train_ds.name} [{len(train_ds)} train / "
         f"{len(test_ds)} test{subset_note}] with recipe {recipe.name} v{recipe.version}: {recipe.optimizer} "
         f"lr {recipe.lr:g}, batch {recipe.batch_size}{ranks}, {recipe.epochs} epochs, {recipe.schedule} "
         f"schedule, {precision.describe()}, {run.steps_per_epoch} steps/epoch "
@@ -279,16 +241,10 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     return run
 
 
-def _stochastic_depth(config, recipe, log):
-    """{drop_path_rate: the recipe's} for a model that has stochastic depth (and no --model-kwargs value)."""
-    rate = recipe.drop_path_rate
-    if rate is None or "drop_path_rate" in config.model_kwargs:
-        return {}
-    from .data_setup import model_accepts
-    if model_accepts(config.model, None, 3, {"drop_path_rate": rate}) is None:
-        return {"drop_path_rate": rate}
-    log(f"{config.model} has no stochastic depth: the recipe's drop_path_rate {rate:g} is not used")
-    return {}
+def _mixer_note(config):
+    """' with the X mixer' when --model-kwargs swaps the mixer (every compare run is the base model so)."""
+    mixer = config.model_kwargs.get("mixer") if isinstance(config.model_kwargs, dict) else None
+    return f" with the {mixer} token mixer" if isinstance(mixer, str) else ""
 
 
 def _restore(run, state):

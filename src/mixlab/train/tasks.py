@@ -13,6 +13,9 @@ DDP, EMA, the non-finite guards and bit-exact resume. A task owns only what diff
     after_commit(run, row)              anything written after an epoch is committed (e.g. sample grids);
                                         on resume it is called again for the last committed epoch
     summary(run, last, best)            the task's fields of summary.json
+    run_data(config, d, device, saved_recipe, log)   both splits, the training loader, the resolved recipe,
+                                        the normalisation and config.json's data part (`image_task.TaskData`)
+    build_model(config, recipe, data, log)           the model the run trains (before .to(device))
     done_line(summary)                  the run's last line on the console
     evaluate_saved(run, config, ...)    score a finished run directory (`evaluate_run`, `mixlab eval`)
 
@@ -29,6 +32,8 @@ from ..rundir import RunDir
 TASKS: dict[str, str] = {
     "classification": "mixlab.train.classification:ClassificationTask",
     "diffusion": "mixlab.diffusion.task:DenoisingTask",
+    "segmentation": "mixlab.dense.segmentation:SegmentationTask",
+    "detection": "mixlab.dense.detection:DetectionTask",
 }
 
 
@@ -42,6 +47,8 @@ class Task(Protocol):
     evaluate_saved: Callable[..., dict]   # a static method: (run, config, data=None, split="test", …)
 
     def model_kwargs(self, train_ds: Any) -> dict: ...
+    def run_data(self, config: Any, d: Any, device: Any, saved_recipe: Any, log: Any) -> Any: ...
+    def build_model(self, config: Any, recipe: Any, data: Any, log: Any) -> Any: ...
     def setup(self, run: Any) -> dict: ...
     def loss(self, run: Any, x: Any, y: Any, step: int, scale: float) -> tuple: ...
     def train_row(self, totals: Any) -> dict: ...
@@ -60,7 +67,8 @@ def task_class(task: str) -> type:
 
 
 def task_for(model_name: str, task: str | None = "auto") -> Task:
-    """The task a model learns: `auto` reads the model's registered cfg (UNets denoise, the rest classify)."""
+    """The task a model learns: the one asked (`--task`), or for `auto` the model's registered cfg (UNets
+    denoise, the rest classify)."""
     if task in (None, "auto"):
         task = model_cfg(model_name).get("task", "classification")
     return task_class(task)()
@@ -73,6 +81,7 @@ def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", d
     loss (top1 None)."""
     run = RunDir(run_dir)
     config = run.read_config(need=("mean", "std", "input_size"))
-    return task_for(config["model"]).evaluate_saved(run, config, data=data, split=split, weights=weights,
+    # a dense run records its task; older runs (and image runs) go by the model's registration
+    return task_for(config["model"], config.get("task") or "auto").evaluate_saved(run, config, data=data, split=split, weights=weights,
                                                     device=device, data_dir=data_dir, subset=subset,
                                                     batch_size=batch_size)
