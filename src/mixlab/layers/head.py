@@ -51,12 +51,31 @@ class ClassifierApi:
     def set_grad_checkpointing(self, enable=True):
         self.grad_checkpointing = enable
 
+    def forward_head(self, x, pre_logits: bool = False):
+        """A CNN's head: global pooling of the [B, C, H, W] map, then the classifier (pre_logits: stop there)."""
+        x = pool2d(x, self.global_pool)
+        return x if pre_logits else self.classify_map(x)
+
     def classify_map(self, x):
         """The head of a CNN on pooled features [B, C], or at every location of an unpooled map [B, C, H, W]
         (global_pool='')."""
         if self.global_pool == "" and self.num_classes > 0:
             return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return self.head(x)
+
+
+def prune_stages(model, indices, prune_norm, prune_head, norm_attr):
+    """timm's `prune_intermediate_layers` for a net of `model.stages` with a closing norm `norm_attr`: drop the
+    stages after the last of `indices` (the norm goes with them, or with prune_norm), so forward_features ends
+    at the last kept stage; prune_head leaves no classifier and no pooling. Returns the kept indices."""
+    take_indices, max_index = feature_take_indices(len(model.feature_info), indices)
+    if prune_norm or max_index < len(model.stages) - 1:
+        setattr(model, norm_attr, nn.Identity())
+    model.stages = model.stages[:max_index + 1]
+    model.num_features = model.head_hidden_size = model.feature_info[max_index]["num_chs"]
+    if prune_head:
+        model.reset_classifier(0, "")
+    return take_indices
 
 
 def stage_intermediates(x, stages, run_stage, indices=None, stop_early=False, output_fmt="NCHW", last_map=None):

@@ -40,11 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from timm.models._features import feature_take_indices
 
 from ..layers.dia import DIALSTMCell
 from ..layers.se import squeeze_excite
-from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
+from ..layers.head import ClassifierApi, check_pool, prune_stages, stage_intermediates
 from ..registry import register_model
 
 
@@ -351,18 +350,7 @@ class CifarResNet(ClassifierApi, nn.Module):
     def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
         """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
         forward_features ends at the last kept stage. Returns the kept indices."""
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        if prune_norm or max_index < len(self.stages) - 1:
-            self.final_bn = nn.Identity()
-        self.stages = self.stages[:max_index + 1]
-        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_head(self, x, pre_logits: bool = False):
-        x = pool2d(x, self.global_pool)
-        return x if pre_logits else self.classify_map(x)
+        return prune_stages(self, indices, prune_norm, prune_head, "final_bn")
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))

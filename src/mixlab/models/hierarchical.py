@@ -21,12 +21,11 @@ The blocks keep the activations as images [B, C, H, W] and hand the mixer its to
 """
 import torch
 from timm.layers import DropPath, trunc_normal_
-from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.contract import capabilities, image_to_tokens, tokens_to_image
-from ..layers.head import ClassifierApi, check_pool, pool2d, stage_intermediates
+from ..layers.head import ClassifierApi, check_pool, prune_stages, stage_intermediates
 from ..mixers import create_mixer, mixer_class
 from ..registry import register_model, register_model_class
 
@@ -156,18 +155,9 @@ class HierarchicalNet(ClassifierApi, nn.Module):
         return (self.norm(x) if complete else x), intermediates
 
     def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
-        take_indices, max_index = feature_take_indices(len(self.feature_info), indices)
-        if prune_norm or max_index < len(self.stages) - 1:
-            self.norm = nn.Identity()
-        self.stages = self.stages[:max_index + 1]
-        self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
-
-    def forward_head(self, x, pre_logits: bool = False):
-        x = pool2d(x, self.global_pool)
-        return x if pre_logits else self.classify_map(x)
+        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
+        forward_features ends at the last kept stage. Returns the kept indices."""
+        return prune_stages(self, indices, prune_norm, prune_head, "norm")
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
