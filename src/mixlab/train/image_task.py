@@ -9,6 +9,7 @@ their own folders and build a backbone + head instead, and the engine asks each 
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +39,14 @@ def refuse_strong_augmentation(task_name, model, recipe):
                          f"random_erasing, mixup, cutmix) are for classifiers")
 
 
-class ImageTask:
+class ImageTask(ABC):
     """`run_data` and `build_model` of the tasks that learn from an image dataset (module docstring)."""
 
     name = "classification"
 
-    def model_kwargs(self, train_ds):   # overridden by each task
-        raise NotImplementedError
+    @abstractmethod
+    def model_kwargs(self, train_ds) -> dict:
+        """What the training split decides about the model (e.g. classes, channels, image size)."""
 
     def run_data(self, config, d, device, saved_recipe, log) -> TaskData:
         from .data_setup import make_train_loader, normalisation, prepare_data
