@@ -120,6 +120,8 @@ def test_bad_arguments_are_refused():
         mixlab.create_model("affnet_et", act="tanhh")
     with pytest.raises(ValueError, match="5 stage widths"):
         mixlab.create_model("affnet_et", channels=(32, 48, 64))
+    with pytest.raises(ValueError, match="output_stride"):
+        mixlab.create_model("affnet_et", output_stride=4)
 
 
 def test_cifar_stem_variants_keep_the_weights_and_filter_larger_maps():
@@ -135,6 +137,42 @@ def test_cifar_stem_variants_keep_the_weights_and_filter_larger_maps():
     with torch.no_grad():
         assert model.layer5(model.layer4(model.layer3(model.layer2(model.layer1(model.stem(x)))))).shape[-2:] == (4, 4)
         assert model(x).shape == (1, 10)
+
+
+@pytest.mark.parametrize("output_stride, sizes", [(32, [32, 16, 8, 4, 2]), (16, [32, 16, 8, 4, 4]),
+                                                  (8, [32, 16, 8, 8, 8])])
+def test_output_stride_keeps_the_weights_and_caps_the_maps(output_stride, sizes):
+    plain = mixlab.create_model("affnet_et", num_classes=0, img_size=64)
+    atrous = mixlab.create_model("affnet_et", num_classes=0, img_size=64, output_stride=output_stride)
+    atrous.load_state_dict(plain.state_dict())          # no weight changes shape
+    assert [f["reduction"] for f in atrous.feature_info] == [64 // s for s in sizes]
+    with torch.no_grad():
+        maps = atrous.eval().forward_intermediates(torch.randn(1, 3, 64, 64), intermediates_only=True)
+    assert [m.shape[-1] for m in maps] == sizes
+
+
+def test_dilation_replaces_the_stride_exactly_on_the_convolutions():
+    """DeepLab's identity, float64, eval-mode BN: the strided block's output is the dilated block's output at
+    the even positions, and a 3×3 depth-wise conv dilated by 2 on the dense map is the undilated conv on the
+    sub-sampled one. Checked on layer5's downsampling MV2 block followed by its first AFF block's MV2 (the AFF
+    filter and the LN₂ᴅ see all positions, so they are not expected to commute with sub-sampling)."""
+    torch.manual_seed(0)
+    plain = mixlab.create_model("affnet_et", num_classes=0, img_size=64).double()
+    atrous = mixlab.create_model("affnet_et", num_classes=0, img_size=64, output_stride=16).double()
+    for m in plain.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):     # non-trivial statistics, so BN is not an identity
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    atrous.load_state_dict(plain.state_dict())
+    plain.eval(), atrous.eval()
+    x = torch.randn(2, plain.feature_info[3]["num_chs"], 4, 4, dtype=torch.float64)
+    down_p, down_a = plain.layer5[0], atrous.layer5[0]
+    mlp_p, mlp_a = plain.layer5[1].blocks[0].mlp, atrous.layer5[1].blocks[0].mlp
+    assert down_a.block[1][0].stride == (1, 1) and mlp_a.block[1][0].dilation == (2, 2)
+    with torch.no_grad():
+        y_p, y_a = down_p(x), down_a(x)
+        assert y_a.shape[-1] == 2 * y_p.shape[-1]
+        torch.testing.assert_close(y_a[..., ::2, ::2], y_p, rtol=0, atol=1e-12)
+        torch.testing.assert_close(mlp_a(y_a)[..., ::2, ::2], mlp_p(y_p), rtol=0, atol=1e-12)
 
 
 def test_attn_norm_layer_norm_is_a_per_position_channel_layernorm():

@@ -122,6 +122,46 @@ def test_detection_trains_scores_and_predicts(scenes, tmp_path):
     assert len(done) == 8 and all((tmp_path / "pics").glob("*.png"))
 
 
+def test_frozen_backbone_trains_only_the_head_and_rebuilds(scenes, tmp_path):
+    """--freeze-backbone: after an epoch every backbone tensor (weights and BN statistics) is the seed's initial
+    one and the head's have moved; config.json records it, so eval rebuilds the same model; a classification
+    run refuses the flag in one line."""
+    from mixlab.dense.model import build_dense, load_dense
+    run = tmp_path / "frozen"
+    args = dict(BACKBONE, model="resnet164", model_kwargs={"depth": 11})
+    s = train(TrainConfig(data=str(scenes["voc"]), task="segmentation", epochs=1, out=str(run), freeze_backbone=True,
+                          **args), log=None)
+    config = json.loads((run / "config.json").read_text())
+    assert config["dense"]["frozen_backbone"] is True and config["train"]["freeze_backbone"] is True
+    torch.manual_seed(0)   # the engine seeds torch with the run's seed before it builds the model
+    start = build_dense(config).state_dict()
+    trained = load_file(str(run / "last.safetensors"))
+    body = [k for k in trained if k.startswith("backbone.")]
+    head = [k for k in trained if k.startswith("decoder.") and trained[k].is_floating_point()]
+    assert body and all(torch.equal(trained[k], start[k]) for k in body)
+    assert any(not torch.equal(trained[k], start[k]) for k in head)
+    model = load_dense(run)
+    assert model.train().body.training is False and model.decoder.training is True
+    from mixlab.train import evaluate_run
+    assert evaluate_run(run)["miou"] == pytest.approx(s["test_miou"])
+    with pytest.raises(ValueError, match="--freeze-backbone is for the dense tasks"):
+        train(TrainConfig(data="synthetic", freeze_backbone=True, out=str(tmp_path / "cls"), **BACKBONE), log=None)
+
+
+def test_deeplab_makes_an_affnet_backbone_atrous_and_records_it():
+    """DeepLabv3 on AFFNet: output stride 8 unless --model-kwargs sets one (the map is 8×8 at 64 px, not 2×2);
+    recorded in the dense block, not in the backbone's asked kwargs; the FPN head and detectors keep stride 32."""
+    from mixlab.dense.model import DEEPLAB_OUTPUT_STRIDE, DenseModel
+    seg = DenseModel("affnet_et", "segmentation", None, 3, 64)
+    assert seg.dense["output_stride"] == DEEPLAB_OUTPUT_STRIDE == 8 and "output_stride" not in seg.init_kwargs
+    with torch.no_grad():
+        assert seg.backbone(torch.zeros(1, 3, 64, 64))[-1].shape[-1] == 8
+    own = DenseModel("affnet_et", "segmentation", None, 3, 64, backbone_kwargs={"output_stride": 16})
+    assert "output_stride" not in own.dense and own.backbone.reductions[-1] == 16
+    assert "output_stride" not in DenseModel("affnet_et", "segmentation", "fpn", 3, 64).dense
+    assert "output_stride" not in DenseModel("vit_demo", "segmentation", None, 3, 32, backbone_kwargs={"patch_size": 4}).dense
+
+
 def test_segmentation_resume_is_bit_exact(scenes, tmp_path):
     """A run stopped after epoch 1 and resumed to 2 equals a straight 2-epoch run (a constant schedule, so the
     1-epoch run's lr is the 2-epoch run's; a kill -9 mid-run is tests/test_train.py's, through the same engine)."""

@@ -123,7 +123,7 @@ def differences(asked, recorded):
     else:
         for key in ("model", "data", "subset", "validation", "seed", "model_kwargs", "batch_size", "lr"):
             note(key, train.get(key), getattr(asked, key))
-        for key, default in (("task", "auto"), ("head", None)):   # runs recorded before --task ran as auto
+        for key, default in (("task", "auto"), ("head", None), ("freeze_backbone", False)):   # runs recorded before --task ran as auto
             note(key, train.get(key, default), getattr(asked, key, default))
         if asked.recipe != train.get("recipe") and asked.recipe != recipe.get("name"):
             out.append(("recipe", train.get("recipe"), asked.recipe))

@@ -91,6 +91,13 @@ def model_cfg(name: str) -> dict:
     return dict(_lookup(name)[1])
 
 
+def model_arguments(name: str) -> set[str]:
+    """The keyword arguments a registered model takes (its factory's, and its class's when the factory
+    forwards **overrides): how a caller asks whether a backbone has an option such as `output_stride`."""
+    fn, _, cls = _lookup(name)
+    return set(_model_accepted(fn, cls)[0])
+
+
 def _lookup(name):
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
@@ -149,12 +156,18 @@ def _accepted(fn):
     return named, any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _check_arguments(name, fn, cls, kwargs):
-    """Refuse, in one line, a keyword the model does not take or a number/flag of the wrong type."""
+def _model_accepted(fn, cls):
+    """`_accepted` of a model factory, with its class's keywords when the factory forwards **overrides."""
     named, open_ended = _accepted(fn)
-    if open_ended:         # the factory forwards **overrides to the model class
+    if open_ended:
         cls_named, open_ended = _accepted(cls.__init__)
         named = {**cls_named, **named}
+    return named, open_ended
+
+
+def _check_arguments(name, fn, cls, kwargs):
+    """Refuse, in one line, a keyword the model does not take or a number/flag of the wrong type."""
+    named, open_ended = _model_accepted(fn, cls)
     if not open_ended:
         unknown = sorted(set(kwargs) - set(named))
         if unknown:

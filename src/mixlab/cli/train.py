@@ -72,6 +72,9 @@ def add_parser(sub):
                         "(VOC, ADE20K, COCO, images+masks) given as --data")
     p.add_argument("--head", default=None, help="dense head: deeplabv3 (default) | fpn for segmentation, "
                    "retinanet (default) | fcos for detection")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="dense tasks: train only the head, on the backbone as initialised (a random-feature "
+                        "baseline)")
     p.add_argument("--data-path", choices=DATA_PATHS, default="auto",
                    help="memory: decode image files once and keep them on the training device; stream: decode "
                         "them per epoch in DataLoader workers (data larger than memory); auto (default): stream "
@@ -104,7 +107,8 @@ def run_train(args):
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
                          overrides=overrides, data_path=args.data_path, data_workers=args.data_workers,
-                         trackers=args.log, eval_batch_size=args.eval_batch_size, task=args.task, head=args.head)
+                         trackers=args.log, eval_batch_size=args.eval_batch_size, task=args.task, head=args.head,
+                         freeze_backbone=args.freeze_backbone)
     s = train(config)
     if s is None:
         return 0

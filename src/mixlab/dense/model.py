@@ -2,7 +2,10 @@
 
     Backbone        the classifier built with num_classes=0, pruned after its last used level
                     (`prune_intermediate_layers`), returning its last `levels` feature maps [B, C_l, H_l, W_l]
-    segmentation    deeplabv3: DeepLabHead(C_last, K) on the last map; fpn: FeaturePyramidNetwork over the maps,
+    segmentation    deeplabv3: DeepLabHead(C_last, K) on the last map, the backbone atrous at output stride
+                    DEEPLAB_OUTPUT_STRIDE = 8 when it has an `output_stride` option (AFFNet; torchvision's
+                    DeepLabv3 builders dilate their ResNets to 8 the same way) and --model-kwargs leaves it
+                    unset; fpn: FeaturePyramidNetwork over the maps,
                     the FPN maps upsampled to the finest and summed, 3×3 conv + GroupNorm + ReLU, 1×1 conv to K.
                     The logits are upsampled bilinearly to the input size: [B, K, H, W]
     detection       torchvision RetinaNet / FCOS with `FPNBackbone` (the backbone's maps through an FPN, with
@@ -10,9 +13,13 @@
                     RetinaNet; one per level for FCOS), images kept at S (min_size = max_size = S) and
                     normalised by the loader (image_mean 0, image_std 1). No pretrained weights, no downloads.
 
+`frozen_backbone=True` (`--freeze-backbone`) trains only the head on the backbone as initialised: its weights
+take no gradient and its norms stay in eval mode (a random-feature baseline for a trained backbone's figures).
+
 A `DenseModel` records what rebuilds it: `model_name` (the backbone's registered name), `init_kwargs` (its
-kwargs), `num_classes`, and `dense` = {task, head, levels, fpn_channels}, which config.json keeps
-(`load_dense` reads them back for `mixlab eval`, `predict` and `export`).
+kwargs as asked), `num_classes`, and `dense` = {task, head, levels, fpn_channels, frozen_backbone, and the
+output_stride the DeepLab rule chose}, which config.json keeps (`load_dense` reads them back for `mixlab eval`,
+`predict` and `export`).
 """
 from collections import OrderedDict
 from pathlib import Path
@@ -25,6 +32,7 @@ from .spec import HEADS, check_head, default_head
 
 LEVELS = 3
 FPN_CHANNELS = 64
+DEEPLAB_OUTPUT_STRIDE = 8   # at 64 px a stride-32 backbone leaves DeepLab a 2×2 map: objects of 16 px vanish
 
 
 class Backbone(nn.Module):
@@ -89,7 +97,7 @@ class DenseModel(nn.Module):
     """A backbone + a segmentation or detection head (module docstring)."""
 
     def __init__(self, backbone, task, head, num_classes, img_size, in_chans=3, backbone_kwargs=None,
-                 levels=LEVELS, fpn_channels=FPN_CHANNELS):
+                 levels=LEVELS, fpn_channels=FPN_CHANNELS, frozen_backbone=False, output_stride=None):
         super().__init__()
         if task not in HEADS:
             raise ValueError(f"unknown dense task {task!r}; choose {' or '.join(HEADS)}")
@@ -100,8 +108,16 @@ class DenseModel(nn.Module):
         kwargs = dict(backbone_kwargs or {})
         self.model_name, self.num_classes, self.task, self.head = backbone, num_classes, task, head
         self.init_kwargs = {**kwargs, "img_size": img_size, "in_chans": in_chans}
-        self.dense = {"task": task, "head": head, "levels": levels, "fpn_channels": fpn_channels}
+        self.dense = {"task": task, "head": head, "levels": levels, "fpn_channels": fpn_channels,
+                      "frozen_backbone": bool(frozen_backbone)}
+        if "output_stride" not in kwargs:
+            output_stride = output_stride or _deeplab_output_stride(backbone, task, head)
+            if output_stride:
+                kwargs["output_stride"] = self.dense["output_stride"] = int(output_stride)
+        self.frozen_backbone = bool(frozen_backbone)
         body = Backbone(backbone, img_size, in_chans, levels, **kwargs)
+        if self.frozen_backbone:
+            body.requires_grad_(False)
         if task == "segmentation":
             from torchvision.models.segmentation.deeplabv3 import DeepLabHead
             self.backbone = body
@@ -109,6 +125,18 @@ class DenseModel(nn.Module):
                 FPNSegHead(body.channels, num_classes, fpn_channels)
         else:
             self.detector = _detector(head, FPNBackbone(body, fpn_channels), num_classes, img_size, len(body.channels))
+
+    def train(self, mode: bool = True):
+        """nn.Module.train; a frozen backbone stays in eval mode (its norms keep their statistics)."""
+        super().train(mode)
+        if self.frozen_backbone:
+            self.body.eval()
+        return self
+
+    @property
+    def body(self) -> Backbone:
+        """The `Backbone` under either head."""
+        return self.backbone if self.task == "segmentation" else self.detector.backbone.body
 
     def forward(self, x, targets=None):
         """Segmentation: logits [B, K, H, W] at the input size. Detection: torchvision's detector on the batch
@@ -118,6 +146,14 @@ class DenseModel(nn.Module):
             logits = self.decoder(maps if self.head == "fpn" else maps[-1])
             return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.detector(list(x), targets)
+
+
+def _deeplab_output_stride(backbone, task, head):
+    """DEEPLAB_OUTPUT_STRIDE for a DeepLabv3 head on a backbone with an `output_stride` option, else None."""
+    from ..registry import model_arguments
+    if task == "segmentation" and head == "deeplabv3" and "output_stride" in model_arguments(backbone):
+        return DEEPLAB_OUTPUT_STRIDE
+    return None
 
 
 def _detector(head, fpn_backbone, num_classes, img_size, levels):
@@ -142,7 +178,8 @@ def build_dense(config: dict) -> DenseModel:
     img_size, in_chans = kwargs.pop("img_size"), kwargs.pop("in_chans", 3)
     kwargs.pop("num_classes", None)
     return DenseModel(config["model"], dense["task"], dense["head"], int(config["num_classes"]), img_size, in_chans,
-                      kwargs, dense.get("levels", LEVELS), dense.get("fpn_channels", FPN_CHANNELS))
+                      kwargs, dense.get("levels", LEVELS), dense.get("fpn_channels", FPN_CHANNELS),
+                      bool(dense.get("frozen_backbone", False)), dense.get("output_stride"))
 
 
 def load_dense(run_dir, weights=None) -> DenseModel:

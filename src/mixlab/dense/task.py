@@ -110,7 +110,7 @@ class DenseTask:
 
     def build_model(self, config, recipe, data, log):
         return DenseModel(config.model, self.name, config.head, data.train.num_classes, int(recipe.img_size), 3,
-                          config.model_kwargs)
+                          config.model_kwargs, frozen_backbone=config.freeze_backbone)
 
     def setup(self, run):
         return {"task": self.name, "head": run.model.head, "dense": run.model.dense}

@@ -47,9 +47,10 @@ PUBLISHED = {"affnet_et": dict(params_m=1.4, top1=73.0, gmacs=0.4),
              "affnet": dict(params_m=5.5, top1=79.8, gmacs=1.5)}
 
 
-def conv_norm_act(in_chans, out_chans, kernel_size=1, stride=1, groups=1, act=nn.SiLU):
-    """Conv (no bias) → BN (→ act): ml-cvnets' ConvLayer with use_norm=True."""
-    layers = [nn.Conv2d(in_chans, out_chans, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+def conv_norm_act(in_chans, out_chans, kernel_size=1, stride=1, groups=1, act=nn.SiLU, dilation=1):
+    """Conv (no bias) → BN (→ act): ml-cvnets' ConvLayer with use_norm=True ('same' padding at any dilation)."""
+    layers = [nn.Conv2d(in_chans, out_chans, kernel_size, stride, dilation * (kernel_size // 2), dilation=dilation,
+                        groups=groups, bias=False),
               nn.BatchNorm2d(out_chans)]
     if act is not None:
         layers.append(act())
@@ -58,13 +59,14 @@ def conv_norm_act(in_chans, out_chans, kernel_size=1, stride=1, groups=1, act=nn
 
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1×1 expand (BN+act, skipped at ratio 1) → 3×3 depth-wise (BN+act) → 1×1 project (BN);
-    y = x + block(x) when stride is 1 and the width is kept, else block(x)."""
+    y = x + block(x) when stride is 1 and the width is kept, else block(x). `dilation` dilates the depth-wise
+    conv (a dense backbone's output stride, `AFFNet(output_stride=...)`)."""
 
-    def __init__(self, in_chans, out_chans, stride=1, expand_ratio=2.0, act=nn.SiLU):
+    def __init__(self, in_chans, out_chans, stride=1, expand_ratio=2.0, act=nn.SiLU, dilation=1):
         super().__init__()
         hidden = make_divisible(int(round(in_chans * expand_ratio)), 8)
         layers = [conv_norm_act(in_chans, hidden, 1, act=act)] if expand_ratio != 1 else []
-        layers += [conv_norm_act(hidden, hidden, 3, stride, groups=hidden, act=act),
+        layers += [conv_norm_act(hidden, hidden, 3, stride, groups=hidden, act=act, dilation=dilation),
                    conv_norm_act(hidden, out_chans, 1, act=None)]
         self.block = nn.Sequential(*layers)
         self.use_skip = stride == 1 and in_chans == out_chans
@@ -74,6 +76,7 @@ class InvertedResidual(nn.Module):
 
 
 ATTN_NORMS = ("layer_norm_2d", "layer_norm")
+OUTPUT_STRIDES = (8, 16, 32)
 INITS = ("mixlab", "official")
 
 
@@ -97,10 +100,10 @@ class AFFTransformerBlock(nn.Module):
     """x + DropPath(AFF(LN₂ᴅ(MV2(LN₂ᴅ(x))))): FFN before the mixer, one outer skip (official `double_skip=False`)."""
 
     def __init__(self, dim, ffn_dim, num_groups=8, act=nn.SiLU, mask_act="silu", drop_path=0.0, fft_impl="torch",
-                 attn_norm="layer_norm_2d"):
+                 attn_norm="layer_norm_2d", dilation=1):
         super().__init__()
         self.norm1 = attn_norm_layer(attn_norm, dim)
-        self.mlp = InvertedResidual(dim, dim, 1, ffn_dim / dim, act=act)
+        self.mlp = InvertedResidual(dim, dim, 1, ffn_dim / dim, act=act, dilation=dilation)
         self.norm2 = attn_norm_layer(attn_norm, dim)
         self.filter = AdaptiveFrequencyFilter(dim, num_groups, act=mask_act, inner_skip=True, fft_impl=fft_impl)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -114,12 +117,12 @@ class AFFBlock(nn.Module):
     Blocks → LN₂ᴅ → 1×1 conv (C_t→C, BN) → [fusion: concat(x, ·) → 1×1 conv (2C→C, BN+act)]."""
 
     def __init__(self, in_chans, dim, ffn_dim, depth, act=nn.SiLU, mask_act="silu", drop_path=(),
-                 fusion=True, fft_impl="torch", attn_norm="layer_norm_2d"):
+                 fusion=True, fft_impl="torch", attn_norm="layer_norm_2d", dilation=1):
         super().__init__()
         drop_path = list(drop_path) or [0.0] * depth
         self.blocks = nn.Sequential(*[
             AFFTransformerBlock(dim, ffn_dim, act=act, mask_act=mask_act, drop_path=drop_path[i], fft_impl=fft_impl,
-                                attn_norm=attn_norm)
+                                attn_norm=attn_norm, dilation=dilation)
             for i in range(depth)])
         self.norm = attn_norm_layer(attn_norm, dim)
         self.proj = conv_norm_act(dim, in_chans, 1, act=None)
@@ -136,7 +139,12 @@ class AFFNet(ClassifierApi, nn.Module):
 
     Features (timm): `feature_info` lists the five stages layer1–layer5 (strides 2–32, or 1–8 with the CIFAR
     stem), the multi-scale maps the AFF paper's DeepLabv3 and SSDLite heads read; `global_pool=''` leaves the
-    head's feature map unpooled.
+    head's feature map unpooled. `output_stride` (32 default; 16 or 8) is DeepLab's atrous backbone (Chen et
+    al. 2017, arXiv 1706.05587; ml-cvnets' `dilate_l4`/`dilate_l5`): a stage whose downsampling would take the
+    total stride past it keeps stride 1 instead, and every 3×3 depth-wise conv after that point is dilated by
+    the stride it gave up (the first conv of that stage by the dilation before it), so the receptive field is
+    the undilated net's while the maps stay at 1/output_stride. The AFF filter works on any map size (its
+    mask is a 1×1 conv over the spectrum), so no weight changes shape: the parameter count is the same.
 
     Options where the official code is ambiguous (docs/models.md): `attn_norm` ("layer_norm_2d" default, or
     "layer_norm", see `attn_norm_layer`); `init` "mixlab" (default: Kaiming fan-out convs, unit/zero norms,
@@ -150,21 +158,24 @@ class AFFNet(ClassifierApi, nn.Module):
     stage_names = ("layer1", "layer2", "layer3", "layer4", "layer5")
 
     @staticmethod
-    def stage_strides(cifar_stem=False):
-        """Total stride after each stage: 2–32, or 1–8 with the CIFAR stem (stride 1 in the stem and layer2)."""
+    def stage_strides(cifar_stem=False, output_stride=32):
+        """Total stride after each stage: 2–32, or 1–8 with the CIFAR stem (stride 1 in the stem and layer2),
+        capped at `output_stride`."""
         e = 1 if cifar_stem else 2
-        return (e, e * e, 2 * e ** 2, 4 * e ** 2, 8 * e ** 2)
+        return tuple(min(s, output_stride) for s in (e, e * e, 2 * e ** 2, 4 * e ** 2, 8 * e ** 2))
 
     @classmethod
-    def timm_cfg(cls, cifar_stem=False, **_):
+    def timm_cfg(cls, cifar_stem=False, output_stride=32, **_):
         """forward_features' stride, for timm's pretrained cfg without building the model."""
-        return {"reduction": cls.stage_strides(cifar_stem)[-1]}
+        return {"reduction": cls.stage_strides(cifar_stem, output_stride)[-1]}
 
     def __init__(self, channels=(32, 64, 128, 256, 320), depths=(2, 4, 3), mv2_expand=4, ffn_ratio=2.0,
                  stem_chans=16, head_exp=4, head_max=960, num_classes=1000, in_chans=3, img_size=256,
                  act="silu", drop_rate=0.0, drop_path_rate=0.0, fusion=True, fft_impl="torch", global_pool="avg",
-                 cifar_stem=False, attn_norm="layer_norm_2d", init="mixlab"):
+                 cifar_stem=False, attn_norm="layer_norm_2d", init="mixlab", output_stride=32):
         super().__init__()
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"AFFNet: output_stride must be one of {list(OUTPUT_STRIDES)}, got {output_stride!r}")
         if init not in INITS:
             raise ValueError(f"AFFNet: unknown init {init!r}; choose one of {list(INITS)}")
         attn_norm_layer(attn_norm, 1)   # refuse an unknown norm before building anything
@@ -187,15 +198,20 @@ class AFFNet(ClassifierApi, nn.Module):
         total = sum(depths)
         dpr = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         stages, prev, start = [], c2, 0
+        stride, dilation = (early_stride ** 2), 1
         for dim, depth in zip(channels[2:], depths):
+            first_dilation, step = dilation, 2
+            if stride * 2 > output_stride:   # DeepLab: give up the downsampling, dilate from here on
+                dilation, step = dilation * 2, 1
+            stride *= step
             stages.append(nn.Sequential(
-                InvertedResidual(prev, dim, 2, mv2_expand, act=act_layer),
+                InvertedResidual(prev, dim, step, mv2_expand, act=act_layer, dilation=first_dilation),
                 AFFBlock(dim, dim, int(ffn_ratio * dim), depth, act=act_layer, mask_act=act,
                          drop_path=dpr[start:start + depth], fusion=fusion, fft_impl=fft_impl,
-                         attn_norm=attn_norm)))
+                         attn_norm=attn_norm, dilation=dilation)))
             prev, start = dim, start + depth
         self.layer3, self.layer4, self.layer5 = stages
-        strides = self.stage_strides(cifar_stem)
+        strides = self.stage_strides(cifar_stem, output_stride)
         self.feature_info = [dict(num_chs=c, reduction=r, module=n)
                              for c, r, n in zip(channels, strides, self.stage_names)]
         self.num_features = self.head_hidden_size = min(head_exp * prev, head_max)
@@ -226,7 +242,7 @@ class AFFNet(ClassifierApi, nn.Module):
         return stage(x)
 
     def forward_features(self, x):
-        """Images [B, C, H, W] → feature map [B, num_features, H/32, W/32] (after the 1×1 head conv)."""
+        """Images [B, C, H, W] → feature map [B, num_features, H/s, W/s], s the output stride (after the 1×1 head conv)."""
         x = self.stem(x)
         for name in self.stage_names:
             x = self._stage(getattr(self, name), x)

@@ -49,6 +49,7 @@ class TrainConfig:
     # --- what the run learns ---
     task: str = "auto"              # auto (the model's registration) | classification | diffusion | segmentation | detection
     head: str | None = None         # dense tasks: the head on the backbone (None: the task's default)
+    freeze_backbone: bool = False   # dense tasks: train the head only, on the backbone as initialised
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,6 +103,8 @@ def check(config):
     if config.head is not None:
         from ..dense.spec import check_head
         check_head(config.task, config.head)
+    if config.freeze_backbone and config.task not in ("segmentation", "detection"):
+        raise ValueError("--freeze-backbone is for the dense tasks (--task segmentation or detection)")
     if config.resume and config.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
 
