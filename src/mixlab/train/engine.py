@@ -203,6 +203,9 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
         recipe = dataclasses.replace(recipe, epochs=math.ceil(recipe.max_steps / len(loader)))
     torch.manual_seed(config.seed)
     model = task.build_model(config, recipe, data, log).to(device)
+    if recipe.fast_dropout:
+        from ..layers.dropout import use_fast_dropout
+        use_fast_dropout(model)
     if recipe.channels_last:   # the weights' layout decides the convolutions' (their input follows)
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, recipe)

@@ -78,6 +78,9 @@ class Recipe:
     # model and activations in channels-last memory: the layout oneDNN's CPU convolutions are fastest in
     # (docs/BENCHMARKS.md); numerics are unchanged up to summation order
     channels_last: bool = False
+    # nn.Dropout's CPU mask through 16-bit uniform integers (mixlab.layers.dropout: the same p up to 2^-17, a
+    # cheaper random stream); on in mixlab's own recipes, off in the papers' so their streams stay the official
+    fast_dropout: bool = False
 
     # --- image size and resizing (mixlab.data.transforms, timm's conventions) --------------------------------
     # The side S every image is brought to. None: the images' own size when they share one (square) size;
