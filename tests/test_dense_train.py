@@ -148,9 +148,10 @@ def test_frozen_backbone_trains_only_the_head_and_rebuilds(scenes, tmp_path):
         train(TrainConfig(data="synthetic", freeze_backbone=True, out=str(tmp_path / "cls"), **BACKBONE), log=None)
 
 
-def test_deeplab_makes_an_affnet_backbone_atrous_and_records_it():
+def test_an_affnet_backbone_is_atrous_and_records_its_output_stride():
     """DeepLabv3 on AFFNet: output stride 8 unless --model-kwargs sets one (the map is 8×8 at 64 px, not 2×2);
-    recorded in the dense block, not in the backbone's asked kwargs; the FPN head and detectors keep stride 32."""
+    the other heads: the largest stride leaving an 8-px last map (8 at 64 px, 16 at 128, 32 at 256); recorded in
+    the dense block, not in the backbone's asked kwargs; a backbone without the option is left alone."""
     from mixlab.dense.model import DEEPLAB_OUTPUT_STRIDE, DenseModel
     seg = DenseModel("affnet_et", "segmentation", None, 3, 64)
     assert seg.dense["output_stride"] == DEEPLAB_OUTPUT_STRIDE == 8 and "output_stride" not in seg.init_kwargs
@@ -158,7 +159,9 @@ def test_deeplab_makes_an_affnet_backbone_atrous_and_records_it():
         assert seg.backbone(torch.zeros(1, 3, 64, 64))[-1].shape[-1] == 8
     own = DenseModel("affnet_et", "segmentation", None, 3, 64, backbone_kwargs={"output_stride": 16})
     assert "output_stride" not in own.dense and own.backbone.reductions[-1] == 16
-    assert "output_stride" not in DenseModel("affnet_et", "segmentation", "fpn", 3, 64).dense
+    assert [DenseModel("affnet_et", "segmentation", "fpn", 3, s).dense["output_stride"] for s in (64, 128, 256)] \
+        == [8, 16, 32]
+    assert DenseModel("affnet_et", "detection", None, 3, 64).detector.backbone.body.reductions == [8, 8, 8]
     assert "output_stride" not in DenseModel("vit_demo", "segmentation", None, 3, 32, backbone_kwargs={"patch_size": 4}).dense
 
 

@@ -2,16 +2,19 @@
 
     Backbone        the classifier built with num_classes=0, pruned after its last used level
                     (`prune_intermediate_layers`), returning its last `levels` feature maps [B, C_l, H_l, W_l]
-    segmentation    deeplabv3: DeepLabHead(C_last, K) on the last map, the backbone atrous at output stride
-                    DEEPLAB_OUTPUT_STRIDE = 8 when it has an `output_stride` option (AFFNet; torchvision's
-                    DeepLabv3 builders dilate their ResNets to 8 the same way) and --model-kwargs leaves it
-                    unset; fpn: FeaturePyramidNetwork over the maps,
+    segmentation    deeplabv3: DeepLabHead(C_last, K) on the last map; fpn: FeaturePyramidNetwork over the maps,
                     the FPN maps upsampled to the finest and summed, 3×3 conv + GroupNorm + ReLU, 1×1 conv to K.
                     The logits are upsampled bilinearly to the input size: [B, K, H, W]
     detection       torchvision RetinaNet / FCOS with `FPNBackbone` (the backbone's maps through an FPN, with
                     `out_channels`), anchors of side S/8 · 2^l on level l (three scales, ratios ½, 1, 2 for
                     RetinaNet; one per level for FCOS), images kept at S (min_size = max_size = S) and
                     normalised by the loader (image_mean 0, image_std 1). No pretrained weights, no downloads.
+    output stride   a backbone with an `output_stride` option (AFFNet) is built atrous unless --model-kwargs
+                    sets one: at DEEPLAB_OUTPUT_STRIDE = 8 under deeplabv3 (torchvision's DeepLabv3 builders
+                    dilate their ResNets to 8 the same way), and under the other heads at the largest of 32, 16,
+                    8 that leaves the last map at least MIN_MAP = 8 px a side (at S = 64: 8; S ≥ 256: 32, no
+                    dilation). A stride-32 AFFNet at 64 px leaves a 2×2 map: DeepLab stayed at the all-background
+                    solution on the generated scenes, and RetinaNet's 16-32 px objects fell between its anchors.
 
 `frozen_backbone=True` (`--freeze-backbone`) trains only the head on the backbone as initialised: its weights
 take no gradient and its norms stay in eval mode (a random-feature baseline for a trained backbone's figures).
@@ -32,7 +35,8 @@ from .spec import HEADS, check_head, default_head
 
 LEVELS = 3
 FPN_CHANNELS = 64
-DEEPLAB_OUTPUT_STRIDE = 8   # at 64 px a stride-32 backbone leaves DeepLab a 2×2 map: objects of 16 px vanish
+DEEPLAB_OUTPUT_STRIDE = 8
+MIN_MAP = 8
 
 
 class Backbone(nn.Module):
@@ -111,7 +115,7 @@ class DenseModel(nn.Module):
         self.dense = {"task": task, "head": head, "levels": levels, "fpn_channels": fpn_channels,
                       "frozen_backbone": bool(frozen_backbone)}
         if "output_stride" not in kwargs:
-            output_stride = output_stride or _deeplab_output_stride(backbone, task, head)
+            output_stride = output_stride or _atrous_output_stride(backbone, head, img_size)
             if output_stride:
                 kwargs["output_stride"] = self.dense["output_stride"] = int(output_stride)
         self.frozen_backbone = bool(frozen_backbone)
@@ -148,12 +152,14 @@ class DenseModel(nn.Module):
         return self.detector(list(x), targets)
 
 
-def _deeplab_output_stride(backbone, task, head):
-    """DEEPLAB_OUTPUT_STRIDE for a DeepLabv3 head on a backbone with an `output_stride` option, else None."""
+def _atrous_output_stride(backbone, head, img_size):
+    """The output stride a backbone with an `output_stride` option is built at (module docstring), else None."""
     from ..registry import model_arguments
-    if task == "segmentation" and head == "deeplabv3" and "output_stride" in model_arguments(backbone):
+    if "output_stride" not in model_arguments(backbone):
+        return None
+    if head == "deeplabv3":
         return DEEPLAB_OUTPUT_STRIDE
-    return None
+    return max([s for s in (8, 16, 32) if img_size // s >= MIN_MAP] or [8])
 
 
 def _detector(head, fpn_backbone, num_classes, img_size, levels):
