@@ -24,6 +24,7 @@ class PeerConfig:
     token_hidden: int
     num_heads: int
     drop: float
+    drop_path: float = 0.0    # stochastic depth (timm's drop_path_rate), e.g. the strong recipe's 0.1
 
     @property
     def name(self):
@@ -61,13 +62,14 @@ def create_peer(cfg):
         return VisionTransformer(img_size=cfg.img_size, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
                                  num_classes=cfg.num_classes, global_pool="avg", embed_dim=cfg.embed_dim,
                                  depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_hidden / cfg.embed_dim,
-                                 class_token=False, drop_rate=cfg.drop, proj_drop_rate=cfg.drop)
+                                 class_token=False, drop_rate=cfg.drop, proj_drop_rate=cfg.drop,
+                                 drop_path_rate=cfg.drop_path)
     if cfg.kind == "mixer":
         from timm.models.mlp_mixer import MlpMixer
         ratio = (cfg.token_hidden / cfg.embed_dim, cfg.mlp_hidden / cfg.embed_dim)
         return MlpMixer(num_classes=cfg.num_classes, img_size=cfg.img_size, in_chans=cfg.in_chans,
                         patch_size=cfg.patch_size, num_blocks=cfg.depth, embed_dim=cfg.embed_dim,
-                        mlp_ratio=ratio, drop_rate=cfg.drop, proj_drop_rate=cfg.drop)
+                        mlp_ratio=ratio, drop_rate=cfg.drop, proj_drop_rate=cfg.drop, drop_path_rate=cfg.drop_path)
     raise ValueError(f"unknown peer kind {cfg.kind!r}; choose 'vit' or 'mixer'")
 
 
