@@ -379,3 +379,24 @@ def test_batched_randaugment_equals_a_per_image_reference(channels):
                 assert torch.equal(got[i], img[0]), (i, spec.text)
         assert geometric.any() and not geometric.all()
     assert torch.equal(x, before)
+
+
+def test_erasing_noise_is_drawn_for_the_erased_pixels_only_and_split_by_rank():
+    """One normal per erased element of the global batch, in (image, channel, row, column) order, each box
+    filled with its image's stretch; W ranks (rows r::W) get exactly their rows of the 1-process result."""
+    n, c, h, w = 16, 3, 12, 10
+    boxes = A.draw_erasing(0.6, n, h, w, torch.Generator().manual_seed(10))
+    assert (boxes[:, 2] > 0).any() and (boxes[:, 2] == 0).any()
+    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(11))
+    got = A.erase(x.clone(), boxes, torch.Generator().manual_seed(12))
+    sizes = (c * boxes[:, 2] * boxes[:, 3]).tolist()
+    noise = torch.empty(sum(sizes)).normal_(generator=torch.Generator().manual_seed(12))
+    want, start = x.clone(), 0
+    for i, (top, left, bh, bw) in enumerate(boxes.tolist()):
+        want[i, :, top:top + bh, left:left + bw] = noise[start:start + sizes[i]].view(c, bh, bw)
+        start += sizes[i]
+    assert torch.equal(got, want)
+    for world in (2, 3):
+        for r in range(world):
+            part = A.erase(x[r::world].clone(), boxes[r::world], torch.Generator().manual_seed(12), boxes, r, world)
+            assert torch.equal(part, want[r::world])

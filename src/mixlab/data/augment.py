@@ -439,24 +439,35 @@ def randaugment(x, draws, spec, fill):
     return x
 
 
-def erase(x, boxes, generator, rows=None):
-    """Random erasing of normalised images x [B, C, H, W] in place of `boxes` [B, 4] (h = 0: untouched),
-    each box filled with N(0, 1) noise drawn from `generator` (on x's device). rows = (n, r, W): the noise
-    is drawn for n images and x takes rows r::W of it (a DDP rank's slice of its global batch)."""
-    boxes = boxes.to(x.device)
-    hit = boxes[:, 2] > 0
-    if not hit.any():
-        return x
+def erase(x, boxes, generator, global_boxes=None, rank=0, world_size=1):
+    """Random erasing of normalised images x [B, C, H, W], in place: the `boxes` [B, 4] (top, left, h, w; h = 0:
+    untouched) filled with N(0, 1) noise from `generator` (on x's device). The noise is drawn in one call,
+    only for the erased pixels of the global batch `global_boxes` [n, 4] (None: x's own boxes), in (image,
+    channel, row, column) order; x, rows rank::world_size of that batch, takes its images' stretches of it.
+    So a global batch's noise is the same for every world size and ranks take disjoint parts of it."""
+    if global_boxes is None:
+        global_boxes, rank, world_size = boxes, 0, 1
+    global_boxes, boxes = global_boxes.cpu(), boxes.cpu()
     _, c, h, w = x.shape
-    ys = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
-    top, left, bh, bw = boxes.unbind(1)
-    inside = (((ys[None, :] >= top[:, None]) & (ys[None, :] < (top + bh)[:, None]))[:, :, None] &
-              ((cols[None, :] >= left[:, None]) & (cols[None, :] < (left + bw)[:, None]))[:, None, :])[:, None]
-    n, r, world = rows if rows is not None else (len(x), 0, 1)
-    noise = torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device).normal_(generator=generator)
-    noise = noise[r::world]
-    return torch.where(inside, noise, x)
+    counts = c * global_boxes[:, 2] * global_boxes[:, 3]
+    total = int(counts.sum())
+    if total == 0:
+        return x
+    noise = torch.empty(total, dtype=x.dtype, device=x.device).normal_(generator=generator)
+    # this rank's erased images, the first noise element of each, and every element's flat index in x
+    rows = (boxes[:, 2] > 0).nonzero()[:, 0]
+    if len(rows) == 0:
+        return x
+    top, left, bh, bw = boxes[rows].unbind(1)
+    size = c * bh * bw
+    source = (counts.cumsum(0) - counts)[rank + rows * world_size]
+    image = torch.repeat_interleave(torch.arange(len(rows)), size)
+    j = torch.arange(int(size.sum())) - torch.repeat_interleave(size.cumsum(0) - size, size)   # (c, y, x) raster
+    area, width = (bh * bw)[image], bw[image]
+    within = j % area
+    flat = (((rows[image] * c + j // area) * h + top[image] + within // width) * w + left[image] + within % width)
+    x.view(-1)[flat.to(x.device)] = noise[(source[image] + j).to(x.device)]
+    return x
 
 
 def mix(x, y, row, num_classes, smoothing):
