@@ -480,11 +480,11 @@ def mix(x, y, row, num_classes, smoothing):
     if lam == 1.0:
         return x, target
     if use_cutmix:
-        x = x.clone()
         yl, yh, xl, xh = int(yl), int(yh), int(xl), int(xh)
-        x[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
-    else:
-        x = x * lam + x.flip(0) * (1.0 - lam)
+        x = x.clone()
+        x[:, :, yl:yh, xl:xh] = x[:, :, yl:yh, xl:xh].flip(0)   # only the box is reversed (flip copies)
+    else:   # x·λ + reversed·(1 − λ), the same products and sum, with one temporary less
+        x = (x * lam).add_(x.flip(0).mul_(1.0 - lam))
     return x, target * lam + target.flip(0) * (1.0 - lam)
 
 
