@@ -1,8 +1,9 @@
 """Strong augmentation, batched on the training device: RandAugment, random erasing, Mixup / CutMix.
 
-Every image of a batch draws its own ops and magnitudes; the work is a few batched tensor ops per op kind
-(one affine `grid_sample` for all geometric ops of a layer, one histogram `scatter_add` for Equalize and
-AutoContrast, lookup-table gathers for the point ops). The semantics are timm's (`timm.data.auto_augment`,
+Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted by op
+and the work is a few batched tensor ops per op group (one affine `grid_sample` for all geometric ops, one
+gather through per-image lookup tables for the point, histogram and Contrast ops, one call each for Color
+and Sharpness), with no per-image Python. The semantics are timm's (`timm.data.auto_augment`,
 `random_erasing`, `mixup`), which the streaming path (stream.py) runs image by image on PIL images:
 
 RandAugment `rand-m{M}-n{N}-mstd{σ}-mmax{U}-inc{0|1}-p{P}` (Cubuk et al. 2020, timm's variant): for each of
@@ -16,7 +17,8 @@ signed ops negate their argument with probability ½. Arguments from m (level = 
     AutoContrast, Equalize, Invert (PIL ImageOps, no argument).
 Random erasing (Zhong et al. 2020) with probability p: a box of area U(0.02, 1/3)·HW and aspect ratio
 exp U(log 0.3, log 1/0.3), first of 10 tries that fits, placed uniformly, filled with N(0, 1) noise per
-pixel (timm's `pixel` mode) in normalised units.
+pixel (timm's `pixel` mode) in normalised units; the noise is drawn per global batch for its erased
+elements only, in (image, channel, row, column) order.
 Mixup (Zhang et al. 2018) / CutMix (Yun et al. 2019), one draw per batch (timm's `batch` mode): with
 probability `mix_prob`, CutMix with probability `switch_prob` (λ ~ Beta(αc, αc), a box of side ⌊√(1−λ)·S⌋
 centred uniformly, clipped, λ corrected to the kept area) else Mixup (λ ~ Beta(αm, αm)); every image is
@@ -146,7 +148,8 @@ def level_arg(name, magnitude, sign, size=None):
     return torch.zeros_like(magnitude)
 
 
-def level_args(ops, op, magnitude, sign, height, width):
+def level_args(ops: tuple, op: torch.Tensor, magnitude: torch.Tensor, sign: torch.Tensor, height: int,
+               width: int) -> torch.Tensor:
     """`level_arg` of each draw's own op, elementwise over any shape: op (index into `ops`), magnitude and
     sign (float64) of the same shape; TranslateXRel in pixels of the width, TranslateYRel of the height."""
     out = torch.zeros_like(magnitude)
@@ -247,7 +250,7 @@ def equalize(x):
     return _lut(x, equalize_table(_histogram(x)))
 
 
-def equalize_table(hist):
+def equalize_table(hist: torch.Tensor) -> torch.Tensor:
     """`equalize`'s table [B, C, 256] (int64) of per-channel histograms hist [B, C, 256]."""
     levels = torch.arange(256, device=hist.device)
     top = torch.where(hist > 0, levels, -1).amax(-1, keepdim=True)
@@ -263,7 +266,7 @@ def auto_contrast(x):
     return _lut(x, auto_contrast_table(_histogram(x)))
 
 
-def auto_contrast_table(hist):
+def auto_contrast_table(hist: torch.Tensor) -> torch.Tensor:
     """`auto_contrast`'s table [B, C, 256] (float64, integer-valued) of per-channel histograms [B, C, 256]."""
     levels = torch.arange(256, device=hist.device, dtype=torch.float64)
     present = hist > 0
@@ -296,7 +299,7 @@ def affine(x, matrices, fill):
     return torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
-def affine_matrices(kinds, args, h, w):
+def affine_matrices(kinds, args: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """[B, 2, 3] float64 PIL affine coefficients [A | t] of per-image geometric ops: `kinds` [B] (index into
     AFFINE_OPS, or a list of their names) with float64 `args` [B] (degrees, shear, pixels). The identity plus
     the op's coefficient; Rotate by v° counter-clockwise about the centre (w/2, h/2) as PIL's Image.rotate,
@@ -349,7 +352,7 @@ def apply_op(name, x, arg, fill):
     raise ValueError(f"unknown RandAugment op {name!r}")
 
 
-def point_table(name, arg):
+def point_table(name: str, arg: torch.Tensor) -> torch.Tensor:
     """uint8 [n, 256]: level v → the image-independent point op `name` (POINT_OPS) of v, each row with its own
     float64 argument arg [n]. It is `apply_op` on an image holding the 256 levels (the same arithmetic), so
     a gather through the table equals the op exactly."""
@@ -357,7 +360,7 @@ def point_table(name, arg):
     return apply_op(name, levels, arg, None).reshape(len(arg), 256)
 
 
-def contrast_table(x, factor):
+def contrast_table(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """uint8 [B, 1, 256]: PIL ImageEnhance.Contrast's table of each image of x (uint8 [B, C, H, W]), the
     blend of every level with the image's rounded mean grey level (as `apply_op`, whose per-pixel blend
     it tabulates)."""
@@ -366,7 +369,7 @@ def contrast_table(x, factor):
     return _blend(torch.floor(mean + 0.5), levels, factor.to(x.device)).view(len(x), 1, 256)
 
 
-def op_table(name, x, arg):
+def op_table(name: str, x: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
     """uint8 [B, C or 1, 256]: the lookup table of table op `name` (TABLE_OPS) for each image of x (uint8
     [B, C, H, W]) with its own float64 argument arg [B]: the point ops tabulated from the argument, the
     histogram ops from the image's per-channel histogram, Contrast from its mean grey level."""
@@ -439,7 +442,8 @@ def randaugment(x, draws, spec, fill):
     return x
 
 
-def erase(x, boxes, generator, global_boxes=None, rank=0, world_size=1):
+def erase(x: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator, global_boxes: torch.Tensor = None,
+          rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """Random erasing of normalised images x [B, C, H, W], in place: the `boxes` [B, 4] (top, left, h, w; h = 0:
     untouched) filled with N(0, 1) noise from `generator` (on x's device). The noise is drawn in one call,
     only for the erased pixels of the global batch `global_boxes` [n, 4] (None: x's own boxes), in (image,
