@@ -287,3 +287,116 @@ def test_other_recipes_augment_nothing_more():
     assert on.mixup == 0.8 and on.randaugment is None
     with pytest.raises(ValueError, match="randaugment"):
         load_recipe("paper").replace(randaugment="rand-q3")
+
+
+# --- the batched (vectorised) path against a straightforward per-image computation ------------------------------
+def _matrix_per_image(name, v, h, w):
+    """PIL's affine coefficients of one geometric op, in Python floats (the pre-vectorisation loop)."""
+    m = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    if name == "ShearX":
+        m[0][1] = v
+    elif name == "ShearY":
+        m[1][0] = v
+    elif name == "TranslateXRel":
+        m[0][2] = v
+    elif name == "TranslateYRel":
+        m[1][2] = v
+    else:
+        cos, sin = round(math.cos(math.radians(v)), 15), round(math.sin(math.radians(v)), 15)
+        cx, cy = w / 2.0, h / 2.0
+        m = [[cos, -sin, cx - cos * cx + sin * cy], [sin, cos, cy - sin * cx - cos * cy]]
+    return torch.tensor(m, dtype=torch.float64)
+
+
+def test_affine_matrices_are_the_per_image_matrices():
+    """All geometric ops' matrices at once (tensor ops) = one Python matrix per image, in float64 (torch's
+    15-decimal rounding of cos/sin is within 1e-15 of Python's)."""
+    g = torch.Generator().manual_seed(4)
+    kinds = torch.randint(0, len(A.AFFINE_OPS), (500,), generator=g)
+    args = (torch.rand(500, generator=g, dtype=torch.float64) - 0.5) * 60
+    got = A.affine_matrices(kinds, args, 20, 24)
+    want = torch.stack([_matrix_per_image(A.AFFINE_OPS[k], v, 20, 24) for k, v in zip(kinds.tolist(), args.tolist())])
+    assert torch.allclose(got, want, rtol=0, atol=1e-13)
+    assert torch.equal(A.affine_matrices([A.AFFINE_OPS[k] for k in kinds.tolist()], args, 20, 24), got)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_table_ops_are_exactly_their_per_image_ops(channels):
+    """Each table op (point ops tabulated from the argument, histogram ops from the image, Contrast from its
+    mean) through one gather = the op on each image alone, exactly, each image with its own argument."""
+    x = _images(12, c=channels, size=16, seed=5)
+    g = torch.Generator().manual_seed(6)
+    for name in A.TABLE_OPS:
+        magnitude = torch.rand(len(x), generator=g, dtype=torch.float64) * 10
+        sign = torch.where(torch.rand(len(x), generator=g) < 0.5, 1.0, -1.0).double()
+        arg = A.level_arg(name, magnitude, sign)
+        got = A._lut(x, A.op_table(name, x, arg).expand(-1, channels, -1))
+        for i in range(len(x)):
+            assert torch.equal(got[i:i + 1], A.apply_op(name, x[i:i + 1], arg[i:i + 1], None)), (name, i)
+
+
+def test_smoothing_in_integers_is_the_rounded_float64_filter():
+    x = _images(8, size=16, seed=7)
+    kernel = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+    kernel[0, 0, 1, 1] = 5.0
+    ref = torch.floor(torch.nn.functional.conv2d(x.double().reshape(-1, 1, 16, 16), kernel) / 13.0 + 0.5)
+    assert torch.equal(A._smooth(x)[:, :, 1:-1, 1:-1], ref.to(torch.uint8).view(8, 3, 14, 14))
+    assert torch.equal(A._smooth(x)[:, :, 0], x[:, :, 0])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_batched_randaugment_equals_a_per_image_reference(channels):
+    """The batched RandAugment (images sorted by op per layer, one warp, one table gather, one write-back) =
+    each image alone through its own ops (`apply_op` / `affine` with a Python matrix), for the same draws:
+    exactly for the images without a geometric op, within one level on 0.1 % of pixels at most for the
+    others (the matrices' 15-decimal rounding); the input is left as it was."""
+    n, size = 96, 16
+    x = _images(n, c=channels, size=size, seed=8)
+    before = x.clone()
+    fill = [120] * channels
+    for spec in (SPEC, A.parse_randaugment("rand-m7-n3-mstd101-p0.8")):
+        draws = A.draw_randaugment(spec, n, torch.Generator().manual_seed(9))
+        got = A.randaugment(x, draws, spec, fill)
+        draws["arg"] = A.level_args(spec.ops, draws["op"], draws["magnitude"], draws["sign"], size, size)
+        assert torch.equal(A.randaugment(x, draws, spec, fill), got)   # the plan's precomputed arguments
+        geometric = torch.zeros(n, dtype=torch.bool)
+        for i in range(n):
+            img = x[i:i + 1]
+            for layer in range(spec.num_layers):
+                if not draws["apply"][i, layer]:
+                    continue
+                name = spec.ops[int(draws["op"][i, layer])]
+                arg = A.level_arg(name, draws["magnitude"][i:i + 1, layer], draws["sign"][i:i + 1, layer], size)
+                if name in A.AFFINE_OPS:
+                    geometric[i] = True
+                    img = A.affine(img, _matrix_per_image(name, float(arg[0]), size, size)[None], fill)
+                else:
+                    img = A.apply_op(name, img, arg, fill)
+            diff = (got[i].int() - img[0].int()).abs()
+            if geometric[i]:
+                assert diff.max() <= 1 and (diff == 0).float().mean() >= 0.999, (i, spec.text)
+            else:
+                assert torch.equal(got[i], img[0]), (i, spec.text)
+        assert geometric.any() and not geometric.all()
+    assert torch.equal(x, before)
+
+
+def test_erasing_noise_is_drawn_for_the_erased_pixels_only_and_split_by_rank():
+    """One normal per erased element of the global batch, in (image, channel, row, column) order, each box
+    filled with its image's stretch; W ranks (rows r::W) get exactly their rows of the 1-process result."""
+    n, c, h, w = 16, 3, 12, 10
+    boxes = A.draw_erasing(0.6, n, h, w, torch.Generator().manual_seed(10))
+    assert (boxes[:, 2] > 0).any() and (boxes[:, 2] == 0).any()
+    x = torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(11))
+    got = A.erase(x.clone(), boxes, torch.Generator().manual_seed(12))
+    sizes = (c * boxes[:, 2] * boxes[:, 3]).tolist()
+    noise = torch.empty(sum(sizes)).normal_(generator=torch.Generator().manual_seed(12))
+    want, start = x.clone(), 0
+    for i, (top, left, bh, bw) in enumerate(boxes.tolist()):
+        want[i, :, top:top + bh, left:left + bw] = noise[start:start + sizes[i]].view(c, bh, bw)
+        start += sizes[i]
+    assert torch.equal(got, want)
+    for world in (2, 3):
+        for r in range(world):
+            part = A.erase(x[r::world].clone(), boxes[r::world], torch.Generator().manual_seed(12), boxes, r, world)
+            assert torch.equal(part, want[r::world])

@@ -1,8 +1,9 @@
 """Strong augmentation, batched on the training device: RandAugment, random erasing, Mixup / CutMix.
 
-Every image of a batch draws its own ops and magnitudes; the work is a few batched tensor ops per op kind
-(one affine `grid_sample` for all geometric ops of a layer, one histogram `scatter_add` for Equalize and
-AutoContrast, lookup-table gathers for the point ops). The semantics are timm's (`timm.data.auto_augment`,
+Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted by op
+and the work is a few batched tensor ops per op group (one affine `grid_sample` for all geometric ops, one
+gather through per-image lookup tables for the point, histogram and Contrast ops, one call each for Color
+and Sharpness), with no per-image Python. The semantics are timm's (`timm.data.auto_augment`,
 `random_erasing`, `mixup`), which the streaming path (stream.py) runs image by image on PIL images:
 
 RandAugment `rand-m{M}-n{N}-mstd{σ}-mmax{U}-inc{0|1}-p{P}` (Cubuk et al. 2020, timm's variant): for each of
@@ -16,7 +17,8 @@ signed ops negate their argument with probability ½. Arguments from m (level = 
     AutoContrast, Equalize, Invert (PIL ImageOps, no argument).
 Random erasing (Zhong et al. 2020) with probability p: a box of area U(0.02, 1/3)·HW and aspect ratio
 exp U(log 0.3, log 1/0.3), first of 10 tries that fits, placed uniformly, filled with N(0, 1) noise per
-pixel (timm's `pixel` mode) in normalised units.
+pixel (timm's `pixel` mode) in normalised units; the noise is drawn per global batch for its erased
+elements only, in (image, channel, row, column) order.
 Mixup (Zhang et al. 2018) / CutMix (Yun et al. 2019), one draw per batch (timm's `batch` mode): with
 probability `mix_prob`, CutMix with probability `switch_prob` (λ ~ Beta(αc, αc), a box of side ⌊√(1−λ)·S⌋
 centred uniformly, clipped, λ corrected to the kept area) else Mixup (λ ~ Beta(αm, αm)); every image is
@@ -27,6 +29,7 @@ All draws come from generators seeded by (seed, epoch) (`Augmentation.plan`), by
 per-image draws and by global batch for Mixup/CutMix, so a batch is a pure function of (seed, epoch,
 position): resume is bit-exact and DDP ranks, which take disjoint positions, draw disjoint streams.
 """
+import functools
 import hashlib
 import math
 import re
@@ -46,6 +49,11 @@ RAND_INCREASING_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posteriz
                        "TranslateYRel")
 AFFINE_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
+# ops that are one lookup table per image (and channel) of the image's levels: image-independent point ops
+# and the histogram / mean ops (their table read from the image); Color and Sharpness mix pixels
+POINT_OPS = ("Invert", "Posterize", "PosterizeIncreasing", "Solarize", "SolarizeIncreasing", "SolarizeAdd",
+             "Brightness", "BrightnessIncreasing")
+TABLE_OPS = POINT_OPS + ("AutoContrast", "Equalize", "Contrast", "ContrastIncreasing")
 ERASE_AREA = (0.02, 1 / 3)
 ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))
 ERASE_TRIES = 10
@@ -140,6 +148,16 @@ def level_arg(name, magnitude, sign, size=None):
     return torch.zeros_like(magnitude)
 
 
+def level_args(ops: tuple, op: torch.Tensor, magnitude: torch.Tensor, sign: torch.Tensor, height: int,
+               width: int) -> torch.Tensor:
+    """`level_arg` of each draw's own op, elementwise over any shape: op (index into `ops`), magnitude and
+    sign (float64) of the same shape; TranslateXRel in pixels of the width, TranslateYRel of the height."""
+    out = torch.zeros_like(magnitude)
+    for k, name in enumerate(ops):
+        out = torch.where(op == k, level_arg(name, magnitude, sign, width if name == "TranslateXRel" else height), out)
+    return out
+
+
 def draw_erasing(prob, n, height, width, generator):
     """[n, 4] boxes (top, left, h, w) of random erasing for n images height×width; h = 0: not erased."""
     u = torch.rand(n, 1 + 4 * ERASE_TRIES, generator=generator, dtype=torch.float64)
@@ -201,14 +219,14 @@ def _blend(degenerate, image, factor):
 
 
 def _smooth(x):
-    """PIL ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded), border pixels kept."""
-    b, c, h, w = x.shape
-    kernel = torch.ones(3, 3, dtype=torch.float32, device=x.device)
-    kernel[1, 1] = 5.0
-    out = F.conv2d(x.to(torch.float32).reshape(b * c, 1, h, w), (kernel / 13.0).view(1, 1, 3, 3))
-    inner = torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8).view(b, c, h - 2, w - 2)
+    """PIL ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded), border pixels kept. In integers:
+    round(Σ/13) = (2Σ + 13) // 26 of the weighted 3×3 sum Σ (Σ/13 is never within 1/26 of a half-integer, so
+    this is the float filter's rounding exactly), with shifted adds instead of a 1-channel convolution."""
+    v = x.to(torch.int32)
+    rows = v[:, :, :-2] + v[:, :, 1:-1] + v[:, :, 2:]
+    total = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:] + 4 * v[:, :, 1:-1, 1:-1]
     result = x.clone()
-    result[:, :, 1:-1, 1:-1] = inner
+    result[:, :, 1:-1, 1:-1] = torch.div(2 * total + 13, 26, rounding_mode="floor").to(torch.uint8)
     return result
 
 
@@ -229,21 +247,28 @@ def _histogram(x):
 def equalize(x):
     """PIL ImageOps.equalize per channel: step = (N − count of the top level) // 256, lut[i] =
     (step // 2 + #pixels below i) // step; identity where step is 0."""
-    hist = _histogram(x)
-    levels = torch.arange(256, device=x.device)
+    return _lut(x, equalize_table(_histogram(x)))
+
+
+def equalize_table(hist: torch.Tensor) -> torch.Tensor:
+    """`equalize`'s table [B, C, 256] (int64) of per-channel histograms hist [B, C, 256]."""
+    levels = torch.arange(256, device=hist.device)
     top = torch.where(hist > 0, levels, -1).amax(-1, keepdim=True)
     step = (hist.sum(-1, keepdim=True) - hist.gather(-1, top.clamp(min=0))) // 256
     below = hist.cumsum(-1) - hist
     safe = step.clamp(min=1)
     table = ((safe // 2 + below) // safe).clamp(max=255)
-    table = torch.where(step > 0, table, levels)
-    return _lut(x, table)
+    return torch.where(step > 0, table, levels)
 
 
 def auto_contrast(x):
     """PIL ImageOps.autocontrast per channel: lut[i] = clip(int(i·255/(hi − lo) − lo·255/(hi − lo)))."""
-    hist = _histogram(x)
-    levels = torch.arange(256, device=x.device, dtype=torch.float64)
+    return _lut(x, auto_contrast_table(_histogram(x)))
+
+
+def auto_contrast_table(hist: torch.Tensor) -> torch.Tensor:
+    """`auto_contrast`'s table [B, C, 256] (float64, integer-valued) of per-channel histograms [B, C, 256]."""
+    levels = torch.arange(256, device=hist.device, dtype=torch.float64)
     present = hist > 0
     lo = torch.where(present, levels, 256.0).amin(-1, keepdim=True)
     hi = torch.where(present, levels, -1.0).amax(-1, keepdim=True)
@@ -251,8 +276,7 @@ def auto_contrast(x):
     # misses PIL's levels by one where i·scale + offset lands on an integer)
     scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)
     table = torch.trunc(levels * scale + (-(lo * scale))).clamp(0, 255)
-    table = torch.where(hi > lo, table, levels)
-    return _lut(x, table)
+    return torch.where(hi > lo, table, levels)
 
 
 def affine(x, matrices, fill):
@@ -260,46 +284,39 @@ def affine(x, matrices, fill):
     (pixel i at i + ½), `matrices` [B, 2, 3] = [A | t]. Points that map outside the image take `fill` (the
     run's mean colour) whole, as PIL does; inside, bilinear with edges clamped (grid_sample, border mode)."""
     b, c, h, w = x.shape
-    dtype = torch.float32
-    scale = torch.tensor([w / 2.0, h / 2.0], dtype=torch.float64, device=x.device)
-    a = matrices[:, :, :2].to(x.device, torch.float64)
-    t = matrices[:, :, 2].to(x.device, torch.float64)
-    # normalised g ∈ [-1, 1] ↔ pixel u = (g + 1)·(w/2, h/2): g_in = D⁻¹A D g + D⁻¹(A D 1 + t) − 1
-    d_a_d = a * scale[None, None, :] / scale[None, :, None]
-    shift = (torch.einsum("bij,j->bi", a, scale) + t) / scale - 1.0
-    theta = torch.cat([d_a_d, shift[:, :, None]], 2).to(dtype)
-    grid = F.affine_grid(theta, (b, c, h, w), align_corners=False)
-    sampled = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    ux = (grid[..., 0] + 1) * (w / 2.0)
-    uy = (grid[..., 1] + 1) * (h / 2.0)
-    inside = ((ux >= 0) & (ux < w) & (uy >= 0) & (uy < h))[:, None]
-    fill_t = torch.as_tensor(fill, dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    m = matrices.to(x.device, torch.float64)
+    uj = torch.arange(w, dtype=torch.float64, device=x.device) + 0.5
+    ui = torch.arange(h, dtype=torch.float64, device=x.device) + 0.5
+    # grid_sample's normalised g = 2·u_in/size − 1 (align_corners=False) of u_in = A·u + t, as a column term
+    # plus a row term (float64, one full-size add each; no batched matmul over the grid points)
+    gx = (m[:, 0, 0, None] * uj * (2.0 / w))[:, None, :] + ((m[:, 0, 1, None] * ui + m[:, 0, 2, None]) * (2.0 / w) - 1.0)[:, :, None]
+    gy = (m[:, 1, 0, None] * uj * (2.0 / h))[:, None, :] + ((m[:, 1, 1, None] * ui + m[:, 1, 2, None]) * (2.0 / h) - 1.0)[:, :, None]
+    inside = ((gx >= -1) & (gx < 1) & (gy >= -1) & (gy < 1))[:, None]   # 0 ≤ u_in < size
+    grid = torch.stack([gx, gy], -1).to(torch.float32)
+    sampled = F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    fill_t = torch.as_tensor(fill, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     out = torch.where(inside, sampled, fill_t)
     return torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
-def affine_matrices(names, args, h, w):
-    """[B, 2, 3] PIL affine coefficients of per-image geometric ops `names` (a list) with float64 `args`."""
-    b = len(names)
-    m = torch.zeros(b, 2, 3, dtype=torch.float64)
-    m[:, 0, 0] = 1.0
-    m[:, 1, 1] = 1.0
-    for i, (name, v) in enumerate(zip(names, args.tolist())):
-        if name == "ShearX":
-            m[i, 0, 1] = v
-        elif name == "ShearY":
-            m[i, 1, 0] = v
-        elif name == "TranslateXRel":
-            m[i, 0, 2] = v
-        elif name == "TranslateYRel":
-            m[i, 1, 2] = v
-        else:   # Rotate by v degrees counter-clockwise about the centre (w/2, h/2), as PIL's Image.rotate
-            rad = math.radians(v)
-            cos, sin = round(math.cos(rad), 15), round(math.sin(rad), 15)
-            cx, cy = w / 2.0, h / 2.0
-            m[i] = torch.tensor([[cos, -sin, cx - cos * cx + sin * cy], [sin, cos, cy - sin * cx - cos * cy]],
-                                dtype=torch.float64)
-    return m
+def affine_matrices(kinds, args: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """[B, 2, 3] float64 PIL affine coefficients [A | t] of per-image geometric ops: `kinds` [B] (index into
+    AFFINE_OPS, or a list of their names) with float64 `args` [B] (degrees, shear, pixels). The identity plus
+    the op's coefficient; Rotate by v° counter-clockwise about the centre (w/2, h/2) as PIL's Image.rotate,
+    cos and sin rounded to 15 decimals as PIL does (torch's rounding: within 1e-15 of Python's `round`)."""
+    if not isinstance(kinds, torch.Tensor):
+        kinds = torch.tensor([AFFINE_OPS.index(name) for name in kinds], dtype=torch.long)
+    v = torch.as_tensor(args, dtype=torch.float64).reshape(-1)
+    kinds = kinds.reshape(-1).to(v.device)
+    rad = v * (math.pi / 180.0)   # math.radians' constant
+    cos, sin = torch.round(torch.cos(rad), decimals=15), torch.round(torch.sin(rad), decimals=15)
+    cx, cy = w / 2.0, h / 2.0
+    rotate = torch.stack([cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy], 1)
+    zero, one = torch.zeros_like(v), torch.ones_like(v)
+    # the one coefficient each of ShearX, ShearY, TranslateXRel, TranslateYRel sets: A[0,1], A[1,0], t[0], t[1]
+    m = torch.stack([one, torch.where(kinds == 1, v, zero), torch.where(kinds == 3, v, zero),
+                     torch.where(kinds == 2, v, zero), one, torch.where(kinds == 4, v, zero)], 1)
+    return torch.where((kinds == 0)[:, None], rotate, m).view(-1, 2, 3)
 
 
 def apply_op(name, x, arg, fill):
@@ -335,54 +352,126 @@ def apply_op(name, x, arg, fill):
     raise ValueError(f"unknown RandAugment op {name!r}")
 
 
+def point_table(name: str, arg: torch.Tensor) -> torch.Tensor:
+    """uint8 [n, 256]: level v → the image-independent point op `name` (POINT_OPS) of v, each row with its own
+    float64 argument arg [n]. It is `apply_op` on an image holding the 256 levels (the same arithmetic), so
+    a gather through the table equals the op exactly."""
+    levels = torch.arange(256, dtype=torch.uint8, device=arg.device).view(1, 1, 1, 256).expand(len(arg), 1, 1, 256)
+    return apply_op(name, levels, arg, None).reshape(len(arg), 256)
+
+
+def contrast_table(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 1, 256]: PIL ImageEnhance.Contrast's table of each image of x (uint8 [B, C, H, W]), the
+    blend of every level with the image's rounded mean grey level (as `apply_op`, whose per-pixel blend
+    it tabulates)."""
+    mean = _gray(x).to(torch.float64).mean((1, 2, 3), keepdim=True)
+    levels = torch.arange(256, dtype=torch.uint8, device=x.device).view(1, 1, 1, 256)
+    return _blend(torch.floor(mean + 0.5), levels, factor.to(x.device)).view(len(x), 1, 256)
+
+
+def op_table(name: str, x: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, C or 1, 256]: the lookup table of table op `name` (TABLE_OPS) for each image of x (uint8
+    [B, C, H, W]) with its own float64 argument arg [B]: the point ops tabulated from the argument, the
+    histogram ops from the image's per-channel histogram, Contrast from its mean grey level."""
+    if name in POINT_OPS:
+        return point_table(name, arg.to(x.device))[:, None]
+    if name == "Equalize":
+        return equalize_table(_histogram(x)).to(torch.uint8)
+    if name == "AutoContrast":
+        return auto_contrast_table(_histogram(x)).to(torch.uint8)
+    if name in ("Contrast", "ContrastIncreasing"):
+        return contrast_table(x, arg)
+    raise ValueError(f"{name!r} is not a table op (one of {', '.join(TABLE_OPS)})")
+
+
+@functools.lru_cache(maxsize=None)
+def _op_order(ops):
+    """The ops of `ops` ordered geometric, table ops, pixel ops (Color, Sharpness), as op indices; the
+    position of each op in that order; and the number of geometric and of table ops."""
+    order = sorted(range(len(ops)), key=lambda k: 0 if ops[k] in AFFINE_OPS else 1 if ops[k] in TABLE_OPS else 2)
+    position = torch.empty(len(ops), dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(len(ops))
+    kind = torch.tensor([AFFINE_OPS.index(name) if name in AFFINE_OPS else -1 for name in ops])
+    return order, position, kind, sum(ops[k] in AFFINE_OPS for k in order), sum(ops[k] in TABLE_OPS for k in order)
+
+
 def randaugment(x, draws, spec, fill):
     """RandAugment of uint8 images x [B, C, H, W] with per-image `draws` (`draw_randaugment` rows of these
-    images): per layer, the geometric ops of all images in one affine warp, the others one batched call each."""
-    b, _, h, w = x.shape
+    images, plus their `level_args` as "arg" when the plan has them). Per layer every image takes its own
+    op, so the images sorted by op (geometric, table ops, pixel ops) form contiguous runs: one gather of the
+    images with an op, the geometric ops in one affine warp (matrices built with tensor ops), the table ops
+    (TABLE_OPS) in one gather through per-image tables, Color and Sharpness one call per op, and one
+    write-back."""
+    b, c, h, w = x.shape
     ops = spec.ops
+    order, position, kind, n_geometric, n_table = _op_order(ops)
+    args = draws.get("arg")
+    if args is None:
+        args = level_args(ops, draws["op"], draws["magnitude"], draws["sign"], h, w)
+    x = x.clone()   # written in place below; the caller's images stay as they were
     for layer in range(spec.num_layers):
-        op, apply = draws["op"][:, layer], draws["apply"][:, layer]
-        magnitude, sign = draws["magnitude"][:, layer], draws["sign"][:, layer]
-        geometric = [i for i, name in enumerate(ops) if name in AFFINE_OPS]
-        chosen = apply & torch.isin(op, torch.tensor(geometric))
-        if chosen.any():
-            idx = chosen.nonzero()[:, 0]
-            names = [ops[k] for k in op[idx].tolist()]
-            args = torch.stack([level_arg(n, magnitude[i:i + 1], sign[i:i + 1], w if n == "TranslateXRel" else h)[0]
-                                for n, i in zip(names, idx.tolist())])
-            dev_idx = idx.to(x.device)
-            x = x.index_copy(0, dev_idx, affine(x[dev_idx], affine_matrices(names, args, h, w), fill))
-        for k, name in enumerate(ops):
-            if name in AFFINE_OPS:
-                continue
-            sel = apply & (op == k)
-            if not sel.any():
-                continue
-            idx = sel.nonzero()[:, 0]
-            dev_idx = idx.to(x.device)
-            arg = level_arg(name, magnitude[idx], sign[idx])
-            x = x.index_copy(0, dev_idx, apply_op(name, x[dev_idx], arg, fill))
+        op, arg = draws["op"][:, layer], args[:, layer]
+        key = torch.where(draws["apply"][:, layer], position[op], len(ops))   # len(ops): no op this layer
+        counts = torch.bincount(key, minlength=len(ops) + 1).tolist()
+        chosen = b - counts[-1]
+        if chosen == 0:
+            continue
+        idx = torch.argsort(key, stable=True)[:chosen]
+        op, arg = op[idx], arg[idx]
+        idx = idx.to(x.device)
+        sub = x[idx]
+        outs, start = [], 0
+        geometric = sum(counts[:n_geometric])
+        if geometric:
+            outs.append(affine(sub[:geometric], affine_matrices(kind[op[:geometric]], arg[:geometric], h, w), fill))
+            start = geometric
+        tables, first = [], start
+        for r in range(n_geometric, n_geometric + n_table):
+            if counts[r]:
+                part = slice(start, start + counts[r])
+                tables.append(op_table(ops[order[r]], sub[part], arg[part]).expand(-1, c, -1))
+                start += counts[r]
+        if tables:
+            outs.append(_lut(sub[first:start], torch.cat(tables)))
+        for r in range(n_geometric + n_table, len(ops)):   # Color and Sharpness mix a pixel with others
+            if counts[r]:
+                part = slice(start, start + counts[r])
+                outs.append(apply_op(ops[order[r]], sub[part], arg[part], fill))
+                start += counts[r]
+        x[idx] = torch.cat(outs)
     return x
 
 
-def erase(x, boxes, generator, rows=None):
-    """Random erasing of normalised images x [B, C, H, W] in place of `boxes` [B, 4] (h = 0: untouched),
-    each box filled with N(0, 1) noise drawn from `generator` (on x's device). rows = (n, r, W): the noise
-    is drawn for n images and x takes rows r::W of it (a DDP rank's slice of its global batch)."""
-    boxes = boxes.to(x.device)
-    hit = boxes[:, 2] > 0
-    if not hit.any():
-        return x
+def erase(x: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator, global_boxes: torch.Tensor = None,
+          rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """Random erasing of normalised images x [B, C, H, W], in place: the `boxes` [B, 4] (top, left, h, w; h = 0:
+    untouched) filled with N(0, 1) noise from `generator` (on x's device). The noise is drawn in one call,
+    only for the erased pixels of the global batch `global_boxes` [n, 4] (None: x's own boxes), in (image,
+    channel, row, column) order; x, rows rank::world_size of that batch, takes its images' stretches of it.
+    So a global batch's noise is the same for every world size and ranks take disjoint parts of it."""
+    if global_boxes is None:
+        global_boxes, rank, world_size = boxes, 0, 1
+    global_boxes, boxes = global_boxes.cpu(), boxes.cpu()
     _, c, h, w = x.shape
-    ys = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
-    top, left, bh, bw = boxes.unbind(1)
-    inside = (((ys[None, :] >= top[:, None]) & (ys[None, :] < (top + bh)[:, None]))[:, :, None] &
-              ((cols[None, :] >= left[:, None]) & (cols[None, :] < (left + bw)[:, None]))[:, None, :])[:, None]
-    n, r, world = rows if rows is not None else (len(x), 0, 1)
-    noise = torch.empty((n, *x.shape[1:]), dtype=x.dtype, device=x.device).normal_(generator=generator)
-    noise = noise[r::world]
-    return torch.where(inside, noise, x)
+    counts = c * global_boxes[:, 2] * global_boxes[:, 3]
+    total = int(counts.sum())
+    if total == 0:
+        return x
+    noise = torch.empty(total, dtype=x.dtype, device=x.device).normal_(generator=generator)
+    # this rank's erased images, the first noise element of each, and every element's flat index in x
+    rows = (boxes[:, 2] > 0).nonzero()[:, 0]
+    if len(rows) == 0:
+        return x
+    top, left, bh, bw = boxes[rows].unbind(1)
+    size = c * bh * bw
+    source = (counts.cumsum(0) - counts)[rank + rows * world_size]
+    image = torch.repeat_interleave(torch.arange(len(rows)), size)
+    j = torch.arange(int(size.sum())) - torch.repeat_interleave(size.cumsum(0) - size, size)   # (c, y, x) raster
+    area, width = (bh * bw)[image], bw[image]
+    within = j % area
+    flat = (((rows[image] * c + j // area) * h + top[image] + within // width) * w + left[image] + within % width)
+    x.view(-1)[flat.to(x.device)] = noise[(source[image] + j).to(x.device)]
+    return x
 
 
 def mix(x, y, row, num_classes, smoothing):
@@ -395,11 +484,11 @@ def mix(x, y, row, num_classes, smoothing):
     if lam == 1.0:
         return x, target
     if use_cutmix:
-        x = x.clone()
         yl, yh, xl, xh = int(yl), int(yh), int(xl), int(xh)
-        x[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
-    else:
-        x = x * lam + x.flip(0) * (1.0 - lam)
+        x = x.clone()
+        x[:, :, yl:yh, xl:xh] = x[:, :, yl:yh, xl:xh].flip(0)   # only the box is reversed (flip copies)
+    else:   # x·λ + reversed·(1 − λ), the same products and sum, with one temporary less
+        x = (x * lam).add_(x.flip(0).mul_(1.0 - lam))
     return x, target * lam + target.flip(0) * (1.0 - lam)
 
 
@@ -436,6 +525,8 @@ class Augmentation:
         plus the seed of the erasing noise (`noise_seed + g` for global batch g)."""
         gen = torch.Generator().manual_seed(_generator("image", seed, epoch))
         ra = draw_randaugment(self.randaugment, n, gen) if self.randaugment else None
+        if ra is not None:   # each draw's argument, once per epoch rather than per batch
+            ra["arg"] = level_args(self.randaugment.ops, ra["op"], ra["magnitude"], ra["sign"], height, width)
         boxes = draw_erasing(self.random_erasing, n, height, width, gen) if self.random_erasing > 0 else None
         mixes = draw_mix(num_batches, height, width, self.mixup, self.cutmix, self.mix_prob, self.switch_prob,
                          np.random.default_rng(_generator("mix", seed, epoch))) if self.mixing else None

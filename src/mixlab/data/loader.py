@@ -225,12 +225,15 @@ class DeviceLoader(PlannedLoader):
                               self.fill)
         x = self.normalise(x)
         if strong["erase"] is not None:
-            # the noise of the whole global batch from one seed, this rank's rows taken: batches stay the same
-            # for every world size (W ranks draw W times the noise, a few normals per pixel)
+            # the noise of the whole global batch's erased pixels from one seed, this rank's stretches taken:
+            # batches stay the same for every world size
             noise = torch.Generator(device=x.device).manual_seed(strong["noise_seed"] + g)
-            rows = range(len(self.dataset))[slice(g * self.global_batch, (g + 1) * self.global_batch)]
-            share = (len(rows), self.rank, self.world_size) if len(rows[self.rank::self.world_size]) == len(x) else None
-            x = A.erase(x, strong["erase"][positions], noise, rows=share)   # None: _single's zero-weight stand-in
+            rows = slice(g * self.global_batch, (g + 1) * self.global_batch)
+            whole = strong["erase"][rows]
+            if len(range(len(whole))[self.rank::self.world_size]) == len(x):
+                x = A.erase(x, strong["erase"][positions], noise, whole, self.rank, self.world_size)
+            else:   # _single's zero-weight stand-in: its own box's noise
+                x = A.erase(x, strong["erase"][positions], noise)
         if strong["mix"] is not None:
             x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing)
         return x, y
