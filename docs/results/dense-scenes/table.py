@@ -12,7 +12,8 @@ ROWS = [("affnet_t", "AFFNet-T (`affnet_t`; DeepLabv3 at output stride 8)"),
         ("dia_resnet164", "DIA-ResNet-20 (`dia_resnet164`, `{\"depth\": 20}`)"),
         ("vit_tiny", "ViT-tiny, patch 4 (`vit_tiny`, `{\"patch_size\": 4}`)"),
         ("affnet_t-frozen", "baseline: the head on a frozen random AFFNet-T (`--freeze-backbone`)"),
-        ("resnet164-frozen", "baseline: the head on a frozen random ResNet-20 (`--freeze-backbone`)")]
+        ("resnet164-frozen", "baseline: the head on a frozen random ResNet-20 (`--freeze-backbone`)"),
+        ("vit_tiny-frozen", "baseline: the head on a frozen random ViT-tiny (`--freeze-backbone`)")]
 METRICS = {"segmentation": ("test_miou", "test_pixel_acc"), "detection": ("test_map", "test_map50")}
 
 
