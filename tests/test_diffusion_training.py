@@ -100,7 +100,12 @@ def test_eval_and_sample_commands(trained, tmp_path, capsys):
     out, summary = trained
     assert main(["eval", "--run", str(out), "--device", "cpu"]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("dia_unet_tiny best.safetensors on synthetic test") and "top-1" not in line
+    # the default weights are the final ones: without --validation the best epoch was the test loss's choice
+    assert line.startswith("dia_unet_tiny last.safetensors on synthetic test") and "top-1" not in line
+    assert float(line.rsplit("loss ", 1)[1]) == pytest.approx(summary["test_loss"], abs=5e-5)
+    assert main(["eval", "--run", str(out), "--weights", "best", "--device", "cpu"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("dia_unet_tiny best.safetensors (its epoch chosen on the test split) on synthetic test")
     assert float(line.rsplit("loss ", 1)[1]) == pytest.approx(summary["best_test_loss"], abs=5e-5)
     from mixlab.train import evaluate_run
     r = evaluate_run(out, weights="last", device="cpu")      # the number training reported, recomputed

@@ -83,9 +83,9 @@ def test_differences_is_the_one_comparison(tiny_run):
 def test_non_finite_weights_are_a_damaged_run_for_every_verb(tiny_run, tmp_path):
     # before: `eval` exited 0 with "loss nan", `predict` printed nan probabilities
     run = shutil.copytree(tiny_run, tmp_path / "nan")
-    weights = load_file(run / "best.safetensors")
+    weights = load_file(run / "last.safetensors")   # the verbs' default weights (no --validation: last)
     next(iter(weights.values())).view(-1)[0] = float("nan")
-    save_file(weights, run / "best.safetensors")
+    save_file(weights, run / "last.safetensors")
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "x.png")
     before = tree(run)
     cases = [["eval", "--run", run, "--device", "cpu"], ["predict", "--run", run, tmp_path / "x.png"],
@@ -94,7 +94,7 @@ def test_non_finite_weights_are_a_damaged_run_for_every_verb(tiny_run, tmp_path)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda argv: cli(*argv), cases))
     for done in results:
-        assert_one_line_error(done, r"best.safetensors holds non-finite weights .*damaged")
+        assert_one_line_error(done, r"last.safetensors holds non-finite weights .*damaged")
     assert tree(run) == before and not (tmp_path / "x.onnx").exists() and not (tmp_path / "an").exists()
 
 
@@ -313,10 +313,10 @@ def test_damaged_files_of_every_kind_are_one_line_naming_the_file(tiny_run, tmp_
     (tmp_path / "nested.json").write_text("[" * 100_000 + "]" * 100_000)
     os.mkfifo(tmp_path / "pipe.yaml")
     cases = [
-        (["eval", "--run", damaged("trunc", lambda r: (r / "best.safetensors").write_bytes(b"\x10" * 300)),
-          "--device", "cpu"], r"trunc/best.safetensors is not a readable safetensors file .*damaged"),
-        (["predict", "--run", damaged("st_pipe", pipe("best.safetensors")), tmp_path / "ok.png"],
-         r"st_pipe/best.safetensors is not a regular file"),
+        (["eval", "--run", damaged("trunc", lambda r: (r / "last.safetensors").write_bytes(b"\x10" * 300)),
+          "--device", "cpu"], r"trunc/last.safetensors is not a readable safetensors file .*damaged"),
+        (["predict", "--run", damaged("st_pipe", pipe("last.safetensors")), tmp_path / "ok.png"],
+         r"st_pipe/last.safetensors is not a regular file"),
         (["predict", "--run", damaged("nan_mean", config_set("mean", [float("nan")])), tmp_path / "ok.png"],
          r"nan_mean/config.json: 'mean' must be a list of finite numbers"),     # before: nan probabilities
         (["predict", "--run", damaged("bool_size", config_set("input_size", [True, 16, 16])), tmp_path / "ok.png"],

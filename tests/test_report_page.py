@@ -244,9 +244,9 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
     (escaping / "summary.json").write_text(json.dumps({**summary, "samples": "../bad_grid/samples/epoch_001.png"}))
     nan = tmp_path / "nan"                # a diverged or damaged checkpoint: never a matrix of nan logits
     shutil.copytree(runs[0], nan)
-    weights = load_file(nan / "best.safetensors")
+    weights = load_file(nan / "last.safetensors")   # the run's default weights (no --validation: last)
     next(iter(weights.values())).view(-1)[0] = float("nan")
-    save_file(weights, nan / "best.safetensors")
+    save_file(weights, nan / "last.safetensors")
     (tmp_path / "empty").mkdir()
     cases = [([str(tmp_path / "empty")], "is not a run directory"),
              ([str(tmp_path / "missing")], "does not exist"),
@@ -254,7 +254,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys):
              ([str(no_summary)], "has no summary.json"),
              ([str(bad_grid)], "epoch_001.png is not a readable image"),
              ([str(escaping)], "outside"),
-             ([str(nan)], "best.safetensors holds non-finite weights"),
+             ([str(nan)], "last.safetensors holds non-finite weights"),
              ([str(runs[0]), str(runs[0])], "is given twice"),
              ([str(runs[0]), "--weights", "gone.safetensors"], "gone.safetensors (--no-confusion skips")]
     for argv, message in cases:

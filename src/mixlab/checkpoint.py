@@ -14,10 +14,10 @@ from . import registry
 from .fileio import atomic_write, first_line, write_json
 from .layers.mlp import CHANNEL_MLPS
 from .mixers import MIXERS
-from .rundir import RunDir, RunError
+from .rundir import BEST, LAST, SAVED_WEIGHTS, RunDir, RunError, default_weights, validation_run
 from .timm_models import model_pretrained_cfg
 
-WEIGHT_FILES = ("best.safetensors", "last.safetensors", "model.safetensors")
+WEIGHT_FILES = SAVED_WEIGHTS   # the names a weights file in a saved folder may have; which is the default: rundir
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
@@ -105,6 +105,17 @@ def _informative_line(err):
     return lines[0][:400]
 
 
+def _missing_note(directory, name, asked):
+    """What to add when the weights file `load` looked for is not there."""
+    if asked:
+        return ""
+    if name == LAST and (directory / BEST).exists():   # never fall back to it: the test set chose its epoch
+        return f" (its {BEST} was chosen on the test split: pass weights={BEST!r} to load it anyway)"
+    if validation_run(directory) is None:
+        return f" (nor {' or '.join(n for n in WEIGHT_FILES if n != name)})"
+    return ""
+
+
 def _unwrap(model):
     model = getattr(model, "module", model)          # DDP
     return getattr(model, "_orig_mod", model)        # torch.compile
@@ -114,7 +125,9 @@ def load(path: str | Path, weights: str | None = None, map_location: str | torch
          allow_pickle: bool = False) -> nn.Module:
     """Rebuild a model from a run directory, a saved directory, or a .safetensors file with config.json beside.
 
-    `weights` picks the file inside a directory (default: best, else last, else model.safetensors). A pickle
+    `weights` picks the file inside a directory (default: `rundir.default_weights` — a training run's
+    last.safetensors, or best.safetensors when it chose its best epoch on a validation split; a saved
+    folder's best, else last, else model.safetensors). A pickle
     file (.pt/.pth/…) is refused unless `allow_pickle=True`, and even then it is read with weights_only=True.
     The model comes back in eval mode with `model.data_config` (mean, std, class names, input size).
     """
@@ -123,11 +136,10 @@ def load(path: str | Path, weights: str | None = None, map_location: str | torch
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.is_dir():
         directory = path
-        names = [weights] if weights else WEIGHT_FILES
-        found = [directory / n for n in names if (directory / n).exists()]
-        if not found:
-            raise FileNotFoundError(f"{directory} holds none of {', '.join(names)}")
-        weight_file = found[0]
+        name = weights or default_weights(directory)
+        weight_file = directory / name
+        if not weight_file.exists():
+            raise FileNotFoundError(f"{directory} holds no {name}" + _missing_note(directory, name, weights))
     else:
         directory, weight_file = path.parent, path
     if weight_file.suffix != ".safetensors":

@@ -10,7 +10,8 @@ The page holds, in this order:
     curves       per run, a PNG drawn from metrics.csv: losses, top-1 (classifiers) and the learning rate
                  against epoch; with several runs also one plot of every run's test metric
     confusion    per classifier run, the K × K matrix C[i, j] = images of true class i predicted as j,
-                 computed now by evaluating the run's best (else last) weights on its test split at the run's
+                 computed now by evaluating the run's default weights (`rundir.default_weights`: last, or
+                 best when a validation split chose it) on its test split at the run's
                  eval transform and precision (`ClassificationTask.load_saved`, `train.evaluate.
                  confusion_matrix`); a stratified subset of at most `images` test images keeps it cheap. A PNG
                  heat map, and for K ≤ 20 the counts as a table
@@ -39,9 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import WEIGHT_FILES
 from .fileio import pyplot, write_text
-from .rundir import RunDir, RunError
+from .rundir import RunDir, RunError, default_weights, weights_label
 
 MAX_GRIDS = 4           # sample grids embedded per diffusion run (the last ones)
 TABLE_CLASSES = 20      # confusion matrices up to this many classes also appear as a table of counts
@@ -160,7 +160,7 @@ def sample_grids(run: RunInfo, limit=MAX_GRIDS):
 
 
 def run_confusion(run: RunInfo, images=2000, weights=None, device="cpu", data_dir=None, batch_size=500) -> dict:
-    """The confusion matrix of a classifier run's best (else last, or `weights`) checkpoint on at most `images`
+    """The confusion matrix of a classifier run's default (`rundir.default_weights`, or `weights`) checkpoint on at most `images`
     (a class-stratified subset; None: all) of its test split (see `mixlab.train.evaluate.confusion_matrix`)."""
     from .train.classification import ClassificationTask
     from .train.evaluate import confusion_matrix
@@ -171,8 +171,6 @@ def run_confusion(run: RunInfo, images=2000, weights=None, device="cpu", data_di
         rd, config, split="test", weights=weights, device=device, data_dir=data_dir, subset=images)
     matrix = confusion_matrix(model, ds, precision.device, config["mean"], config["std"], batch_size=batch_size,
                               precision=precision)
-    if weights_file is None:   # what load() chose: best, else last
-        weights_file = "best.safetensors" if (rd / "best.safetensors").is_file() else "last.safetensors"
     names = config.get("class_names")
     classes = list(names) if isinstance(names, list) and len(names) == len(matrix) else list(ds.classes)
     return {"matrix": matrix.tolist(), "classes": [str(c) for c in classes], "n": int(matrix.sum()),
@@ -357,7 +355,7 @@ def _confusion_section(run: RunInfo) -> str:
     correct = sum(m[i][i] for i in range(len(m)))
     top1 = 100.0 * correct / c["n"] if c["n"] else float("nan")
     parts = [f'<h3>{esc(run.label)}</h3>',
-             f'<p class="note">{esc(c["weights"])} on {c["n"]} {esc(c["dataset"])} {esc(c["split"])} images '
+             f'<p class="note">{esc(weights_label(run.path, c["weights"]))} on {c["n"]} {esc(c["dataset"])} {esc(c["split"])} images '
              f'({esc(c["precision"])}); rows: true class, columns: predicted; top-1 of these images '
              f'{top1:.2f} % ({correct}/{c["n"]}).</p>',
              f'<figure>{img_tag(confusion_png(c), "confusion matrix of " + run.label)}</figure>']
@@ -457,9 +455,10 @@ def write_report(run_dirs, out, images=2000, weights=None, device="cpu", data_di
     runs = [read_run(d, label) for d, label in zip(run_dirs, run_labels(run_dirs))]   # all checked first
     for r in runs:
         if r.task == "classification" and confusion:
-            if weights is None and not any((r.path / n).is_file() for n in WEIGHT_FILES):
+            default = default_weights(r.path)
+            if weights is None and not (r.path / default).is_file():
                 # an archived run (summary, metrics, config kept; weights not): the page says so
-                r.no_confusion = f"no weights in the run directory ({', '.join(WEIGHT_FILES)}): no confusion matrix"
+                r.no_confusion = f"no weights in the run directory ({default}, its default weights): no confusion matrix"
             else:
                 try:
                     r.confusion = run_confusion(r, images=images or None, weights=weights, device=device,

@@ -4,6 +4,9 @@
                        training config ("train") and the resolved recipe ("recipe")
     trainer_state.pt   the commit point of an epoch: everything a resume needs (read with weights_only)
     last.safetensors / best.safetensors, metrics.csv, steps.csv, summary.json, curves.png: derived files
+                       (best: the epoch with the best score on the evaluation split, which is the test
+                       split unless the run held out a validation split; `default_weights` says which of
+                       the two a user gets when naming none)
     .mixlab.lock       held (flock) by the process writing the run, for the whole run; removed at its end
 
 Status: `missing` (no folder), `empty` (a folder with nothing of ours or anyone's), `partial` (a mixlab run
@@ -27,6 +30,8 @@ CONFIG, SUMMARY, STATE = "config.json", "summary.json", "trainer_state.pt"
 METRICS, STEPS, CURVES = "metrics.csv", "steps.csv", "curves.png"
 LAST, BEST = "last.safetensors", "best.safetensors"
 LOCK = ".mixlab.lock"
+# A folder that training did not write (mixlab.save, a hub folder) has no evaluation split: its files by name.
+SAVED_WEIGHTS = (BEST, LAST, "model.safetensors")
 # Everything a run writes; --overwrite removes exactly these (never anything else in the folder).
 RUN_FILES = (CONFIG, SUMMARY, STATE, METRICS, STEPS, CURVES, LAST, BEST, "samples", "trackers.json", "tensorboard",
              "wandb")
@@ -332,6 +337,47 @@ class RunDir:
     def write_state(self, state: dict) -> None:
         import torch
         atomic_write(self / STATE, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+def validation_run(run_dir: str | Path) -> bool | None:
+    """Whether a run's evaluation split was a validation split: True when config.json's `train` block records
+    `validation` (N training images held out, `TrainConfig.validation`), False for any other training run
+    (its evaluation split was the test split), None for a folder that training did not write (no readable
+    config.json with a `train` block). Never raises: the readers report a damaged config.json themselves."""
+    try:
+        config = RunDir(run_dir)._read_json(CONFIG)
+    except RunError:
+        return None
+    train = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(train, dict):
+        return None
+    n = train.get("validation")
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
+def default_weights(run_dir: str | Path) -> str:
+    """The weights file a run's users get when they name none (eval, load, predict, export, report, hub).
+
+    The rule (docs/EXPORT.md, "Which weights"): the test set never chooses anything, and best.safetensors is
+    the epoch with the best score on the run's evaluation split. So:
+        best.safetensors   when that split was a validation split (config.json: train.validation = N)
+        last.safetensors   for every other training run (best was chosen on the test split)
+    A folder that training did not write (no `train` block: `mixlab.save`, a hub folder) chose nothing on
+    any split: its first file of best, last, model.safetensors that exists (best when none does, so the
+    loader's error names what is missing)."""
+    chosen_on = validation_run(run_dir)
+    if chosen_on is not None:
+        return BEST if chosen_on else LAST
+    path = Path(run_dir)
+    return next((name for name in SAVED_WEIGHTS if (path / name).exists()), BEST)
+
+
+def weights_label(run_dir: str | Path, name: str) -> str:
+    """`name` for messages, saying so when it is the best epoch of a run whose evaluation split was the test
+    split (a number from it was chosen by the test set and is no result)."""
+    if Path(name).name == BEST and validation_run(run_dir) is False:
+        return f"{name} (its epoch chosen on the test split)"
+    return name
 
 
 def _check_regular(path):

@@ -173,7 +173,7 @@ def _heatmaps(result, title):
 
 
 def load_run_for_analysis(run_dir, images, data=None, data_dir=None):
-    """(model, test dataset, mean, std) of a run directory: its best (else last) weights, `images` test images
+    """(model, test dataset, mean, std) of a run directory: its default weights (`rundir.default_weights`), `images` test images
     of the dataset in its config.json (or `data`), and the normalisation it was trained with."""
     from ..checkpoint import load
     from ..data import load_dataset

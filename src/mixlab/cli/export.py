@@ -10,7 +10,8 @@ def add_parser(sub):
                    "config.json, README.md model card, curves.png (loads with timm and mixlab.load)")
     p.add_argument("--push", default=None, metavar="REPO_ID", help="with --hub: upload the folder to the Hugging "
                    "Face Hub (pip install 'mixlab[hub]'; token from `hf auth login` or HF_TOKEN)")
-    p.add_argument("--weights", default=None, help="weights file in the run (default: best, else last)")
+    p.add_argument("--weights", default=None, help="weights file in the run (default: last, or best for a run "
+                   "trained with --validation)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (needs onnxscript)")
     p.add_argument("--fft", choices=("dft", "torch"), default="dft",
@@ -23,7 +24,8 @@ def add_parser(sub):
     p.add_argument("--run", required=True, help="run directory (config.json + best/last.safetensors)")
     p.add_argument("images", nargs="+", help="image files or folders (searched for image files)")
     p.add_argument("--top-k", type=int, default=5, help="classes to show per image (capped at the class count)")
-    p.add_argument("--weights", default=None, help="weights file in the run (default: best, else last)")
+    p.add_argument("--weights", default=None, help="weights file in the run (default: last, or best for a run "
+                   "trained with --validation)")
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="dense runs: where the pictures (mask over the image, or boxes) are written (default "
                         "predictions/)")

@@ -14,7 +14,8 @@ def add_parser(sub):
     p.add_argument("--images", type=nonnegative_int, default=2000, metavar="N",
                    help="test images for each confusion matrix, a class-stratified subset (default: %(default)s; "
                         "0: the whole test split)")
-    p.add_argument("--weights", default=None, help="best | last | a file in the run (default: best, else last)")
+    p.add_argument("--weights", default=None, help="best | last | a file in the run (default: last, or best for a "
+                   "run trained with --validation)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto, for the confusion matrices (default: cpu)")
     p.add_argument("--data-dir", default=None, help="where datasets live (default: the run's, $MIXLAB_DATA, …)")
     p.add_argument("--no-confusion", action="store_true",

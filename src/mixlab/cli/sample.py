@@ -14,9 +14,9 @@ def add_parser(sub):
                    help="reverse steps (default: the recipe's sample_steps, all T when unset)")
     p.add_argument("--out", default=None, metavar="PNG",
                    help="output file (default DIR/samples/sample-seed<S>[-steps<K>].png)")
-    p.add_argument("--weights", default="last",
-                   help="last (default: the final weights, as the dia-diffusion table scores them) | best | a file "
-                        "name in the run directory")
+    p.add_argument("--weights", default=None,
+                   help="last | best | a file name in the run directory (default: last, the final weights, as the "
+                        "dia-diffusion table scores them; best for a run trained with --validation)")
     p.add_argument("--nrow", type=positive_int, default=None, help="images per grid row (default ⌈√n⌉)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
@@ -25,8 +25,9 @@ def add_parser(sub):
 
 def run(args):
     from ..diffusion.runs import sample_run
+    from ..rundir import weights_label
     r = sample_run(args.run, n=args.n, seed=args.seed, steps=args.steps, out=args.out, weights=args.weights,
                    device=args.device, batch_size=args.batch_size, nrow=args.nrow)
-    print(f"wrote {r['n']} samples of {r['model']} ({r['weights']}, {r['steps']} reverse steps, seed {r['seed']}, "
+    print(f"wrote {r['n']} samples of {r['model']} ({weights_label(args.run, r['weights'])}, {r['steps']} reverse steps, seed {r['seed']}, "
           f"{r['precision']}) to {r['path']}")
     return 0

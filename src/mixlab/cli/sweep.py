@@ -54,7 +54,7 @@ def run(args):
     rows = sweep(base, grid, model_grid, seeds=args.seeds, out=args.out, launcher=launcher_from(args),
                  log=lambda m: print(m, file=sys.stderr, flush=True))
     keys = list(grid) + [f"model.{k}" for k in model_grid]
-    print("| " + " | ".join(keys) + " | seed | test top-1 | best | params | seconds |")
+    print("| " + " | ".join(keys) + " | seed | test top-1 | best (test-chosen) | params | seconds |")
     print("|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|")
     for r in rows:
         cells = [json.dumps(r[k]) if not isinstance(r[k], str) else r[k] for k in keys]

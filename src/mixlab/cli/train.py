@@ -47,6 +47,10 @@ def add_parser(sub):
                         "scaler); default: the recipe's (paper, dianet, demo: fp32; mixlab, ddpm: auto)")
     p.add_argument("--subset", type=positive_int, default=None,
                    help="train on a stratified N-image subset, test on at most N")
+    p.add_argument("--validation", type=positive_int, default=None, metavar="N",
+                   help="hold out a stratified N of the training images as the evaluation split: the epochs' "
+                        "scores and best.safetensors are then chosen on it, never on the test set, and "
+                        "best.safetensors becomes the run's default weights (without it: last.safetensors)")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<data>-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last complete epoch")
@@ -84,11 +88,15 @@ def add_parser(sub):
                         "intra-op thread, at most 8)")
     p.set_defaults(func=run_train)
 
-    e = sub.add_parser("eval", help="top-1 and loss of a run's best (or last) checkpoint")
+    e = sub.add_parser("eval", help="top-1 and loss of a run's default checkpoint (last, or best when its best "
+                       "epoch was chosen on a --validation split)")
     e.add_argument("--run", required=True, metavar="DIR", help="run directory written by `mixlab train`")
     e.add_argument("--data", default=None, help="dataset (default: the one the run trained on)")
     e.add_argument("--split", default="test", choices=["train", "test"])
-    e.add_argument("--weights", default="best", help="best (default) | last | a file name in the run directory")
+    e.add_argument("--weights", default=None,
+                   help="best | last | a file name in the run directory (default: last.safetensors, or "
+                        "best.safetensors for a run trained with --validation; a run without it chose its best "
+                        "epoch on the test split, and the output says so)")
     e.add_argument("--subset", type=positive_int, default=None, help="at most N images of the split")
     e.add_argument("--device", default="auto")
     e.add_argument("--data-dir", default=None)
@@ -103,7 +111,8 @@ def run_train(args):
     if args.img_size:
         overrides["img_size"] = args.img_size
     config = TrainConfig(model=args.model, data=args.data, recipe=args.recipe, epochs=args.epochs,
-                         batch_size=args.batch_size, lr=args.lr, subset=args.subset, device=args.device,
+                         batch_size=args.batch_size, lr=args.lr, subset=args.subset,
+                         validation=args.validation, device=args.device,
                          out=args.out, resume=args.resume, overwrite=args.overwrite, compile=args.compile,
                          seed=args.seed, data_dir=args.data_dir, model_kwargs=args.model_kwargs,
                          overrides=overrides, data_path=args.data_path, data_workers=args.data_workers,
@@ -116,10 +125,17 @@ def run_train(args):
     title, key, digits = next(((t, k, 2) for t, k in (("test top-1", "test_top1"), ("test mIoU", "test_miou"),
                                                       ("test mAP", "test_map")) if k in s), ("test loss", "test_loss", 4))
     best = f"{s['best_' + key]:.{digits}f}" if s.get("best_" + key) is not None else "-"
-    print(f"\n{'model':<20} {'dataset':<14} {'recipe':<8} {'epochs':>6} {'params':>11} {title:>10} "
-          f"{'best':>7} {'seconds':>8}")
+    # the metrics are named test_* whichever split the run evaluated on; a --validation run's is held out
+    split = "val" if s.get("validation") else "test"
+    title = title.replace("test", split, 1)
+    print(f"\nbest {split}: the best epoch's score on the validation split (best.safetensors, the run's default "
+          f"weights)" if split == "val" else
+          f"\nbest {split}: the best score any epoch reached on the test split, which chose that epoch: no result "
+          f"(the final epoch's {title} is; last.safetensors holds its weights)")
+    print(f"{'model':<20} {'dataset':<14} {'recipe':<8} {'epochs':>6} {'params':>11} {title:>10} "
+          f"{f'best {split}':>9} {'seconds':>8}")
     print(f"{s['model']:<20} {s['dataset']:<14} {s['recipe']:<8} {s['epochs']:>6} {s['params']:>11,} "
-          f"{s[key]:>10.{digits}f} {best:>7} {s['train_seconds']:>8.1f}")
+          f"{s[key]:>10.{digits}f} {best:>9} {s['train_seconds']:>8.1f}")
     if s.get("collapsed"):
         print(f"WARNING: the run collapsed: {s['collapse_reason']}")
     return 0 if s.get("completed") else 1
@@ -132,6 +148,7 @@ def run_eval(args):
     top1 = f"top-1 {r['top1']:.2f}%  " if r.get("top1") is not None else ""   # None: a denoiser's test loss
     names = (("miou", "mIoU"), ("pixel_acc", "pixel accuracy"), ("map", "mAP"), ("map50", "mAP@0.5"))
     dense = "".join(f"{label} {r[k]:.2f}%  " for k, label in names if r.get(k) is not None)   # dense runs
-    print(f"{r['model']} {r['weights']} on {r['dataset']} {r['split']} ({r['n']} images): {top1}{dense}"
+    from ..rundir import weights_label
+    print(f"{r['model']} {weights_label(args.run, r['weights'])} on {r['dataset']} {r['split']} ({r['n']} images): {top1}{dense}"
           f"loss {r['loss']:.4f}")
     return 0

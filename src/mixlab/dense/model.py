@@ -189,13 +189,15 @@ def build_dense(config: dict) -> DenseModel:
 
 
 def load_dense(run_dir, weights=None) -> DenseModel:
-    """A dense run's model (best, else last, or `weights`) in eval mode, with `data_config` from config.json."""
+    """A dense run's model (`weights`, else the run's default, `rundir.default_weights`) in eval mode, with
+    `data_config` from config.json."""
     import json
 
     from safetensors.torch import load_model
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    names = [weights] if weights else ["best.safetensors", "last.safetensors"]
+    from ..rundir import default_weights
+    names = [weights or default_weights(run_dir)]
     found = [run_dir / n for n in names if (run_dir / n).is_file()]
     if not found:
         raise FileNotFoundError(f"{run_dir} holds none of {', '.join(names)}")

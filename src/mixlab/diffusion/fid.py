@@ -72,7 +72,7 @@ class ClassifierFeatures(nn.Module):
 
     @classmethod
     def from_run(cls, run_dir, weights=None, map_location="cpu"):
-        """The classifier of a mixlab run directory (its best checkpoint unless `weights` names another)."""
+        """The classifier of a mixlab run directory (its default weights, `rundir.default_weights`, unless `weights` names another)."""
         from ..checkpoint import load
         model = load(run_dir, weights=weights, map_location=map_location)
         cfg = model.data_config

@@ -74,14 +74,16 @@ class ClassificationTask(ImageTask):
     @staticmethod
     def load_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None, subset=None):
         """What scoring a classifier run's checkpoint needs: (model on `device` in eval mode, the split of its
-        dataset (or `data`) at the run's eval transform, the run's `Precision`, the weights file's name or
-        None for the default: best, else last)."""
+        dataset (or `data`) at the run's eval transform, the run's `Precision`, the weights file's name:
+        `weights`, else the run's default, `rundir.default_weights`)."""
         from ..checkpoint import load
         from ..data import ImageTransform, load_dataset
         from ..device import pick_device
+        from ..rundir import default_weights
         from .precision import Precision
 
-        weights_file = {"best": "best.safetensors", "last": "last.safetensors", None: None}.get(weights, weights)
+        weights_file = {"best": "best.safetensors", "last": "last.safetensors"}.get(weights, weights) or \
+            default_weights(run.path)
         device = pick_device(device)
         model = load(run.path, weights=weights_file, map_location="cpu").to(device)
         train_cfg = config.get("train") if isinstance(config.get("train"), dict) else {}
@@ -104,11 +106,11 @@ class ClassificationTask(ImageTask):
     @staticmethod
     def evaluate_saved(run, config, data=None, split="test", weights=None, device="cpu", data_dir=None,
                        subset=None, batch_size=1000):
-        """Score a classifier run's best (or `weights`) checkpoint on a split of its dataset (or `data`), at
+        """Score a classifier run's default (or `weights`) checkpoint on a split of its dataset (or `data`), at
         the precision the run trained with: {loss, top1, n, dataset, split, weights, model, precision}."""
         model, ds, precision, weights_file = ClassificationTask.load_saved(
             run, config, data=data, split=split, weights=weights, device=device, data_dir=data_dir, subset=subset)
         result = evaluate(model, ds, precision.device, config["mean"], config["std"], batch_size=batch_size,
                           precision=precision, flip_tta=bool(recipe_of(config).get("eval_flip")))
-        return {**result, "dataset": ds.name, "split": split, "weights": weights_file or "default weights",
+        return {**result, "dataset": ds.name, "split": split, "weights": weights_file,
                 "model": config["model"], "precision": precision.name}

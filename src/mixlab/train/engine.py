@@ -398,6 +398,7 @@ def make_summary(run):
         "recipe": recipe.name, "recipe_version": recipe.version, "precision": recipe.precision,
         "drop_last": recipe.drop_last, "epochs": recipe.epochs, "epochs_done": epochs_done, "seed": config.seed,
         "batch_size": recipe.batch_size, "lr": recipe.lr, "subset": config.subset,
+        "validation": config.validation,   # N: the evaluation split (test_* below, best) was N held-out training images
         "train_images": len(run.train_ds), "test_images": len(run.test_ds),
         **run.task.summary(run, last, h["best_value"] if rows else None), "best_epoch": h["best_epoch"],
         "collapsed": bool(h.get("collapse")), "collapse_reason": h.get("collapse"),

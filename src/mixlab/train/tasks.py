@@ -76,7 +76,7 @@ def task_for(model_name: str, task: str | None = "auto") -> Task:
 
 def evaluate_run(run_dir, data=None, split="test", weights=None, device="cpu", data_dir=None, subset=None,
                  batch_size=1000) -> dict:
-    """Score a run directory's best (or `weights`) checkpoint on a split of its dataset (or `data`), at the
+    """Score a run directory's default (`rundir.default_weights`, or `weights`) checkpoint on a split of its dataset (or `data`), at the
     precision the run trained with, as its task does: a classifier its loss and top-1, a diffusion run its test
     loss (top1 None)."""
     run = RunDir(run_dir)
