@@ -66,3 +66,22 @@ def test_push_offline_is_one_line_and_the_folder_stays(release, capsys, monkeypa
     err = capsys.readouterr().err
     assert code == 1 and "pushing" in err and "hf upload me/model" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in (release / "out").iterdir()) == before
+
+
+def test_the_card_names_the_split_that_chose_the_shipped_weights(release):
+    """Without --validation the card reports the final epoch (the shipped weights) and calls the test-chosen best
+    epoch no result; with --validation N its figures are the validation split's and the test set is unused."""
+    import yaml
+
+    from mixlab.hub import model_card
+    run = release / "run"
+    config = json.loads((run / "config.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    recipe = config.get("recipe") or {}
+    card = model_card(config, summary, recipe, (1000, 0.1, 1000), "2026-12-03", False)
+    assert "chosen on the test split and is no result" in card and "validation" not in card.split("---")[1]
+    config["train"]["validation"] = 32
+    card = model_card(config, summary, recipe, (1000, 0.1, 1000), "2026-12-03", False)
+    meta = yaml.safe_load(card.split("---")[1])["model-index"][0]["results"][0]
+    assert meta["dataset"]["split"] == "validation" and meta["metrics"][0]["name"].startswith("validation top-1")
+    assert "on 32 held-out training images" in card and "the test set was not used" in card

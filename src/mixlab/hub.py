@@ -98,6 +98,8 @@ def model_card(config, summary, recipe, stats, date, has_curves):
     params, gmacs, acts = stats
     c, h, w = config["input_size"]
     classifier = "test_top1" in summary
+    held_out = (config.get("train") or {}).get("validation")   # N: the "test" metrics are a validation split's
+    split = "validation" if held_out else "test"
     meta = ["---", "library_name: timm", "license: mit", "tags:", "- image-classification" if classifier else
             "- unconditional-image-generation", "- timm", "- mixlab", f"- {name}"]
     if dataset in HF_DATASETS:
@@ -105,13 +107,23 @@ def model_card(config, summary, recipe, stats, date, has_curves):
     if classifier:
         meta += ["metrics:", "- accuracy", "model-index:", f"- name: {name}", "  results:", "  - task:",
                  "      type: image-classification", "    dataset:", f"      name: {dataset}",
-                 f"      type: {HF_DATASETS.get(dataset, dataset)}", "      split: test", "    metrics:",
+                 f"      type: {HF_DATASETS.get(dataset, dataset)}", f"      split: {split}", "    metrics:",
                  "    - type: accuracy", f"      value: {summary['test_top1']:.2f}",
-                 "      name: test top-1 (final epoch, %)"]
+                 f"      name: {split} top-1 (final epoch, %)"]
     meta.append("---")
-    result = (f"test top-1 **{summary['test_top1']:.2f} %** at the final epoch (best {summary.get('best_test_top1', 0):.2f} "
-              f"% at epoch {summary.get('best_epoch')})" if classifier else
-              f"test loss **{summary.get('test_loss', float('nan')):.4f}**")
+    # The weights shipped are the run's default (rundir.default_weights): the final epoch's, or for a run with
+    # a validation split its best validation epoch; a best epoch chosen on the test split is only a reference.
+    if not classifier:
+        result = f"test loss **{summary.get('test_loss', float('nan')):.4f}**"
+    elif held_out:
+        result = (f"validation top-1 **{summary['test_top1']:.2f} %** at the final epoch on {held_out} held-out "
+                  f"training images (best {summary.get('best_test_top1', 0):.2f} % at epoch "
+                  f"{summary.get('best_epoch')}: the shipped weights, chosen on that validation split; the test "
+                  f"set was not used)")
+    else:
+        result = (f"test top-1 **{summary['test_top1']:.2f} %** at the final epoch, the shipped weights (the best "
+                  f"epoch, {summary.get('best_test_top1', 0):.2f} % at epoch {summary.get('best_epoch')}, was chosen "
+                  f"on the test split and is no result)")
     body = [
         f"# Model card for {name}", "",
         f"{reg.get('source') or 'A mixlab model'}, trained from scratch on {dataset} with mixlab.", "",
