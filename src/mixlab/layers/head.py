@@ -3,6 +3,7 @@ stage outputs of `forward_intermediates`."""
 import torch
 from timm.models._features import feature_take_indices
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 POOL_TYPES = ("avg", "max", "")
 
@@ -62,6 +63,55 @@ class ClassifierApi:
         if self.global_pool == "" and self.num_classes > 0:
             return self.head(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return self.head(x)
+
+
+class StagedApi(ClassifierApi):
+    """timm's feature API for a net x → `_stem(x)` → `stages` → `_final_norm(x)` → head: forward_features,
+    forward_intermediates, prune_intermediate_layers and forward. The net names its closing norm module in
+    `final_norm_attr` and may override `_stem` / `_final_norm` (a post-activation stem, a BN-ReLU)."""
+    final_norm_attr = "norm"
+
+    def _stem(self, x):
+        return self.stem(x)
+
+    def _final_norm(self, x):
+        return getattr(self, self.final_norm_attr)(x)
+
+    def _run_stage(self, stage, x):
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint(stage, x, use_reentrant=False)
+        return stage(x)
+
+    def forward_features(self, x):
+        """Images [B, C, H, W] → the last stage's map after the closing norm."""
+        x = self._stem(x)
+        for stage in self.stages:   # the loop written out, not through _run_stage: TorchScript can script it
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
+        return self._final_norm(x)
+
+    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
+                              intermediates_only=False):
+        """(final features, [outputs of the selected stages]); timm's contract.
+
+        indices: None (every stage), n (the last n) or a list; norm: the closing norm on the last stage's output;
+        stop_early: skip the stages after the last selected one; output_fmt 'NCHW' or 'NLC' (flattened).
+        """
+        x, intermediates, complete = stage_intermediates(self._stem(x), list(self.stages), self._run_stage, indices,
+                                                         stop_early, output_fmt, self._final_norm if norm else None)
+        if intermediates_only:
+            return intermediates
+        return (self._final_norm(x) if complete else x), intermediates
+
+    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
+        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
+        forward_features ends at the last kept stage. Returns the kept indices."""
+        return prune_stages(self, indices, prune_norm, prune_head, self.final_norm_attr)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
 
 
 def prune_stages(model, indices, prune_norm, prune_head, norm_attr):

@@ -39,11 +39,10 @@ branch BNs).
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..layers.dia import DIALSTMCell
 from ..layers.se import squeeze_excite
-from ..layers.head import ClassifierApi, check_pool, prune_stages, stage_intermediates
+from ..layers.head import StagedApi, check_pool
 from ..registry import register_model
 
 
@@ -190,7 +189,7 @@ class DIAStage(nn.Module):
         return x
 
 
-class CifarResNet(ClassifierApi, nn.Module):
+class CifarResNet(StagedApi, nn.Module):
     """CIFAR ResNet (3 stages, stride 1/2/2) over one block type, optionally with DIA or SE attention.
 
     block: 'bottleneck' (ResNet-164; with cardinality > 1 ResNeXt), 'preact_bottleneck' (PreResNet-164) or
@@ -313,6 +312,8 @@ class CifarResNet(ClassifierApi, nn.Module):
         blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.blocks\.(\d+)"
         return dict(stem=r"^stem", blocks=[(blocks, None), (r"^stages\.(\d+)\.dia", None), (r"^final_bn", (99999,))])
 
+    final_norm_attr = "final_bn"
+
     def _stem(self, x):
         x = self.stem(x)
         return x if self.preact else F.relu(self.stem_bn(x))
@@ -321,39 +322,6 @@ class CifarResNet(ClassifierApi, nn.Module):
         """The pre-activation net's closing BN-ReLU (its "norm"); identity for the post-activation one (whose
         final_bn is an identity) and once pruned."""
         return x if isinstance(self.final_bn, nn.Identity) else F.relu(self.final_bn(x))
-
-    def forward_features(self, x):
-        """Images [B, C, H, W] → feature map [B, num_features, H/4, W/4]."""
-        x = self._stem(x)
-        for stage in self.stages:
-            if self.grad_checkpointing and not torch.jit.is_scripting():
-                x = checkpoint(stage, x, use_reentrant=False)
-            else:
-                x = stage(x)
-        return self._final_norm(x)
-
-    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
-                              intermediates_only=False):
-        """(final features, [outputs of the selected stages]); timm's contract.
-
-        indices: None (every stage), n (the last n) or a list; norm: the pre-activation net's closing BN-ReLU on
-        the last stage's output; stop_early: skip the stages after the last selected one; output_fmt 'NCHW' or
-        'NLC' (flattened).
-        """
-        run_stage = lambda stage, x: checkpoint(stage, x, use_reentrant=False) if self.grad_checkpointing else stage(x)
-        x, intermediates, complete = stage_intermediates(self._stem(x), list(self.stages), run_stage, indices,
-                                                         stop_early, output_fmt, self._final_norm if norm else None)
-        if intermediates_only:
-            return intermediates
-        return (self._final_norm(x) if complete else x), intermediates
-
-    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
-        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
-        forward_features ends at the last kept stage. Returns the kept indices."""
-        return prune_stages(self, indices, prune_norm, prune_head, "final_bn")
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 # Published figures (CIFAR top-1 %). top1_cifar100: the official DIANet README, mean of 5 runs.

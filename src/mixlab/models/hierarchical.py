@@ -22,10 +22,9 @@ The blocks keep the activations as images [B, C, H, W] and hand the mixer its to
 import torch
 from timm.layers import DropPath, trunc_normal_
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ..layers.contract import capabilities, image_to_tokens, tokens_to_image
-from ..layers.head import ClassifierApi, check_pool, prune_stages, stage_intermediates
+from ..layers.head import StagedApi, check_pool
 from ..mixers import create_mixer, mixer_class
 from ..registry import register_model, register_model_class
 
@@ -65,7 +64,7 @@ class HierarchicalStage(nn.Module):
 
 
 @register_model_class
-class HierarchicalNet(ClassifierApi, nn.Module):
+class HierarchicalNet(StagedApi, nn.Module):
     """Hierarchical MetaFormer classifier (the module docstring) with timm's model API.
 
     Args:
@@ -131,36 +130,6 @@ class HierarchicalNet(ClassifierApi, nn.Module):
         blocks = r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.blocks\.(\d+)"
         return dict(stem=r"^stem", blocks=[(blocks, None), (r"^stages\.(\d+)\.downsample", (0,)),
                                            (r"^norm", (99999,))])
-
-    def _run_stage(self, stage, x):
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return checkpoint(stage, x, use_reentrant=False)
-        return stage(x)
-
-    def forward_features(self, x):
-        """Images [B, C, H, W] → feature map [B, num_features, H/2^(S-1), W/2^(S-1)], normalised."""
-        x = self.stem(x)
-        for stage in self.stages:
-            x = self._run_stage(stage, x)
-        return self.norm(x)
-
-    def forward_intermediates(self, x, indices=None, norm=False, stop_early=False, output_fmt="NCHW",
-                              intermediates_only=False):
-        """(final features, [outputs of the selected stages]); timm's contract (norm: the closing BN on the
-        last stage's output)."""
-        x, intermediates, complete = stage_intermediates(self.stem(x), list(self.stages), self._run_stage, indices,
-                                                         stop_early, output_fmt, self.norm if norm else None)
-        if intermediates_only:
-            return intermediates
-        return (self.norm(x) if complete else x), intermediates
-
-    def prune_intermediate_layers(self, indices=1, prune_norm=False, prune_head=True):
-        """Drop the stages after the last of `indices` (the closing norm goes with them, or with prune_norm), so
-        forward_features ends at the last kept stage. Returns the kept indices."""
-        return prune_stages(self, indices, prune_norm, prune_head, "norm")
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 # Named configs. `metaformer_speed`: the CPU speed run's net (docs/RESULTS.md): three stages at 32, 16 and 8 px,
