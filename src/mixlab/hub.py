@@ -98,7 +98,8 @@ def model_card(config, summary, recipe, stats, date, has_curves):
     params, gmacs, acts = stats
     c, h, w = config["input_size"]
     classifier = "test_top1" in summary
-    held_out = (config.get("train") or {}).get("validation")   # N: the "test" metrics are a validation split's
+    from .rundir import held_out_images
+    held_out = held_out_images(config)   # N: the run's "test" metrics are a validation split's
     split = "validation" if held_out else "test"
     meta = ["---", "library_name: timm", "license: mit", "tags:", "- image-classification" if classifier else
             "- unconditional-image-generation", "- timm", "- mixlab", f"- {name}"]

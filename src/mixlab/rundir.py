@@ -348,11 +348,15 @@ def validation_run(run_dir: str | Path) -> bool | None:
         config = RunDir(run_dir)._read_json(CONFIG)
     except RunError:
         return None
-    train = config.get("train") if isinstance(config, dict) else None
-    if not isinstance(train, dict):
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
         return None
-    n = train.get("validation")
-    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+    return held_out_images(config) is not None
+
+
+def held_out_images(config: dict) -> int | None:
+    """N when a run's config.json (as a dict) records a validation split of N training images, else None."""
+    n = (config.get("train") or {}).get("validation")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
 
 def default_weights(run_dir: str | Path) -> str:

@@ -118,7 +118,6 @@ class DenseModel(nn.Module):
             output_stride = output_stride or _atrous_output_stride(backbone, head, img_size)
             if output_stride:
                 kwargs["output_stride"] = self.dense["output_stride"] = int(output_stride)
-        self.frozen_backbone = bool(frozen_backbone)
         body = Backbone(backbone, img_size, in_chans, levels, **kwargs)
         if self.frozen_backbone:
             body.requires_grad_(False)
@@ -129,6 +128,10 @@ class DenseModel(nn.Module):
                 FPNSegHead(body.channels, num_classes, fpn_channels)
         else:
             self.detector = _detector(head, FPNBackbone(body, fpn_channels), num_classes, img_size, len(body.channels))
+
+    @property
+    def frozen_backbone(self) -> bool:
+        return self.dense["frozen_backbone"]
 
     def train(self, mode: bool = True):
         """nn.Module.train; a frozen backbone stays in eval mode (its norms keep their statistics)."""
@@ -197,12 +200,11 @@ def load_dense(run_dir, weights=None) -> DenseModel:
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     from ..rundir import default_weights
-    names = [weights or default_weights(run_dir)]
-    found = [run_dir / n for n in names if (run_dir / n).is_file()]
-    if not found:
-        raise FileNotFoundError(f"{run_dir} holds none of {', '.join(names)}")
+    path = run_dir / (weights or default_weights(run_dir))
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no {path.name}")
     model = build_dense(config)
-    load_model(model, str(found[0]))
+    load_model(model, str(path))
     model.data_config = {k: config.get(k) for k in ("mean", "std", "class_names", "input_size")}
-    model.weights_file = found[0].name
+    model.weights_file = path.name
     return model.eval()
