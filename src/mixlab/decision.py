@@ -158,7 +158,10 @@ def merge_for_resume(saved, config):
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     merged = TrainConfig(**{k: v for k, v in saved.items() if k in known})
     merged.epochs = config.epochs if config.epochs is not None else saved.get("epochs")
-    merged.device, merged.compile = config.device, config.compile
+    merged.device = config.device
+    # --compile / --no-compile on the resume pin it from here; without either the run keeps what it had (an
+    # auto run its recorded decision, see train.autocompile)
+    merged.compile = config.compile if config.compile is not None else saved.get("compile")
     merged.out = config.out or config.resume
     merged.resume, merged.overwrite = config.resume or merged.out, False
     if config.data_dir:

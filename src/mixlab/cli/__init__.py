@@ -59,6 +59,15 @@ def add_log_argument(parser):
                              "'mixlab[track]'; a resumed run continues the same tracker run")
 
 
+def add_compile_argument(parser, what="the model"):
+    """--compile / --no-compile, default auto (None): TrainConfig(compile=args.compile), see train.autocompile."""
+    import argparse
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"torch.compile {what}'s training steps; default auto: a run with at least 30 "
+                             "minutes of eager training left after its first epoch tries one compiled epoch "
+                             "and keeps compiling if its steps are 3%% faster (recorded in summary.json)")
+
+
 def parse_overrides(items):
     """`--set KEY=VALUE` items → {key: value}; a value is read as JSON (numbers, true/false, lists) or else
     kept as a string (`mixlab.train.recipes.parse_value`, as recipe files and sweeps read values)."""

@@ -3,7 +3,7 @@ import json
 import shlex
 import sys
 
-from . import add_log_argument, parse_overrides, positive_int
+from . import add_compile_argument, add_log_argument, parse_overrides, positive_int
 
 
 def add_parser(sub):
@@ -29,7 +29,7 @@ def add_parser(sub):
                    help="train on a stratified N-image subset (smoke runs)")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    add_compile_argument(p, "each model")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key for every run, e.g. --set test_augment=true (the official "
                         "2024 quirk); the default --out then names it")

@@ -1,5 +1,5 @@
 """`mixlab train` (train a model, or --resume a run) and `mixlab eval` (score a run's checkpoint)."""
-from . import add_log_argument, json_object, nonnegative_int, parse_overrides, positive_int
+from . import add_compile_argument, add_log_argument, json_object, nonnegative_int, parse_overrides, positive_int
 
 
 from ..train.config import DATA_PATHS
@@ -56,7 +56,7 @@ def add_parser(sub):
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last complete epoch")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (finished or not); without it such a run is refused")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_compile_argument(p)
     add_log_argument(p)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--eval-batch-size", type=positive_int, default=1000, metavar="N",

@@ -187,7 +187,10 @@ def _train_config(cc, plan, m, seed, lr, out, validation=None):
     return TrainConfig(model=BASE_MODEL, data=cc.data, recipe=cc.recipe, batch_size=plan["batch_size"], lr=lr,
                        subset=cc.subset, validation=validation, seed=seed, device=cc.device, out=str(out),
                        data_dir=cc.data_dir, model_kwargs=m["model_kwargs"], trackers=tuple(cc.trackers),
-                       overrides={**cc.overrides, "max_steps": m["steps"]})
+                       overrides={**cc.overrides, "max_steps": m["steps"]},
+                       # pinned eager: a timing-based compile decision per run would make the mixers' runs
+                       # differ in more than their mixer (and a time budget in more than their speed)
+                       compile=False)
 
 
 def _launch(cc, jobs, log):

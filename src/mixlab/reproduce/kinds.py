@@ -44,7 +44,7 @@ class ReproduceOptions:
     device: str = "auto"
     batch_size: int | None = None
     data_dir: str | None = None
-    compile: bool = False
+    compile: bool | None = None       # None: auto (train.autocompile)
     dry_run: bool = False              # plan only: the report's run list, nothing trained or written
     json_path: str | Path | None = None       # extra copies of OUT/<table>.json and OUT/<table>.md
     markdown_path: str | Path | None = None

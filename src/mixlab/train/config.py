@@ -35,7 +35,7 @@ class TrainConfig:
     out: str | None = None          # run directory; None: runs/<model>-<data>-<timestamp>
     resume: str | None = None       # run directory to continue
     overwrite: bool = False         # replace a finished or unfinished run in `out`
-    compile: bool = False
+    compile: bool | None = None     # torch.compile the steps: True / False pinned, None auto (train.autocompile)
     seed: int = 0
     data_dir: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)

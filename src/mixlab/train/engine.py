@@ -38,7 +38,7 @@ from ..device import pick_device
 from ..decision import decide
 from ..fileio import first_line
 from ..rundir import CONFIG, CURVES, RunDir, RunError
-from . import distributed
+from . import autocompile, distributed
 from .config import TrainConfig, check, default_out, resolve
 from .ema import ModelEma
 from .guards import TrainingDiverged, collapse_status, nonfinite_parameters
@@ -84,7 +84,7 @@ class Run:
     test_ds: ImageDataset | FileDataset
     loader: DeviceLoader | StreamingLoader
     model: torch.nn.Module          # the bare model: its state_dict is what is saved
-    net: torch.nn.Module            # what a step calls: `model` wrapped in DDP and/or torch.compile
+    net: torch.nn.Module            # what a step calls: eager_net or compiled_net (`autocompile` chooses)
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     ema: ModelEma | None
@@ -97,6 +97,8 @@ class Run:
     history: dict = field(default_factory=lambda: {"rows": [], "step_loss": [], "step_lr": [], "best_value": None,
                                                    "best_epoch": 0, "train_seconds": 0.0, "collapse": None})
     curves: CurvesClock = field(default_factory=CurvesClock)
+    eager_net: torch.nn.Module | None = None      # `model`, wrapped in DDP when distributed
+    compiled_net: torch.nn.Module | None = None   # torch.compile(eager_net), built the first time it is chosen
 
     @property
     def eval_model(self):
@@ -105,6 +107,10 @@ class Run:
     @property
     def steps_per_epoch(self):
         return len(self.loader)
+
+    @property
+    def total_steps(self):
+        return self.recipe.max_steps or self.recipe.epochs * self.steps_per_epoch
 
     @property
     def is_main(self):
@@ -131,9 +137,13 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = _log) -> dict
             t0 = time.perf_counter()
             row = train_epoch(run, epoch)
             row["train_pass_seconds"] = time.perf_counter() - t0    # the training pass alone: throughput
+            steps = len(row["_step_loss"])
+            autocompile.after_epoch(run, row["train_pass_seconds"], row.pop("_first_step_seconds"), steps,
+                                    steps_left=run.total_steps - len(run.history["step_loss"]) - steps)
             row.update(evaluate_epoch(run, epoch))
             row["seconds"] = time.perf_counter() - t0
             commit_epoch(run, row)
+            autocompile.select_net(run)   # the next epoch's net, as the committed record says
             if trackers:
                 trackers.sync(run.history)
         summary = make_summary(run)
@@ -231,8 +241,9 @@ def _build_run(config, d, ddp_device, log, out, saved_recipe, state):
     if d.enabled:
         run.net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        run.net = torch.compile(run.net)
+    run.eager_net = run.net
+    run.history["compile"] = autocompile.start(config.compile, run.history.get("compile"))
+    autocompile.select_net(run)
     subset_note = f", subset {config.subset} (stratified train, at most that many test)" if config.subset else ""
     ranks = f" ({d.world_size} ranks × {recipe.batch_size // d.world_size})" if d.enabled else ""
     log(f"training {config.model}{_mixer_note(config)} ({run.params:,} params) on {train_ds.name} [{len(train_ds)} train / "
@@ -283,6 +294,7 @@ def train_epoch(run, epoch):
     totals, lrs, checked = None, [], 0
     bar = tqdm(run.loader.iter_weighted(), total=steps, desc=f"epoch {epoch + 1}/{recipe.epochs}",
                file=sys.stderr, leave=False, disable=not (d.is_main and sys.stderr.isatty()))
+    t0, first_step_s = time.perf_counter(), 0.0
     for i, (x, y, loss_scale) in enumerate(bar):
         if i == steps:
             break
@@ -291,9 +303,14 @@ def train_epoch(run, epoch):
         lrs.append(lr)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        loss, stats = run.task.loss(run, x, y, step, loss_scale)
-        run.optimizer.zero_grad(set_to_none=True)
-        _backward_and_step(run, loss)
+        if i == 0 and run.history["compile"]["state"] == autocompile.TRIAL:
+            loss, stats = autocompile.first_trial_step(run, lambda: _train_step(run, x, y, step, loss_scale))
+        else:
+            loss, stats = _train_step(run, x, y, step, loss_scale)
+        if i == 0:   # the compile rule sets the first step apart (it carries compilation and the epoch's set-up)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            first_step_s = time.perf_counter() - t0
         if run.ema is not None:
             run.ema.update(run.model, step)
         losses[i] = loss.detach()
@@ -317,7 +334,16 @@ def train_epoch(run, epoch):
     totals = distributed.all_reduce_sum(totals, d)
     step_loss = global_losses.tolist()
     return {"epoch": epoch + 1, "lr": lrs[-1], "train_loss": sum(step_loss) / len(step_loss),
-            **run.task.train_row(totals), "_step_loss": step_loss, "_step_lr": lrs}
+            **run.task.train_row(totals), "_step_loss": step_loss, "_step_lr": lrs,
+            "_first_step_seconds": first_step_s}
+
+
+def _train_step(run, x, y, step, loss_scale):
+    """Loss, backward, clip, optimiser step; returns the task's (loss, stats)."""
+    loss, stats = run.task.loss(run, x, y, step, loss_scale)
+    run.optimizer.zero_grad(set_to_none=True)
+    _backward_and_step(run, loss)
+    return loss, stats
 
 
 def _backward_and_step(run, loss):
@@ -404,5 +430,6 @@ def make_summary(run):
         "collapsed": bool(h.get("collapse")), "collapse_reason": h.get("collapse"),
         "params": run.params, "train_seconds": h["train_seconds"], "device": str(run.device),
         "world_size": run.dist.world_size, "torch": str(torch.__version__), "python": platform.python_version(),
+        "compile": h.get("compile"),   # pinned or auto, with what auto measured and decided (autocompile)
         "completed": epochs_done >= recipe.epochs,
     }
