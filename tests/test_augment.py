@@ -400,3 +400,39 @@ def test_erasing_noise_is_drawn_for_the_erased_pixels_only_and_split_by_rank():
         for r in range(world):
             part = A.erase(x[r::world].clone(), boxes[r::world], torch.Generator().manual_seed(12), boxes, r, world)
             assert torch.equal(part, want[r::world])
+
+
+def _smallest_per_family():
+    """The smallest registered classifier with a native 3×32² input, one per family (UNets denoise)."""
+    import mixlab
+    best = {}
+    for name in mixlab.list_models():
+        cfg = mixlab.model_cfg(name)
+        if cfg["family"] == "unet" or tuple(cfg.get("input_size", ())) != (3, 32, 32):
+            continue
+        with torch.device("meta"):
+            n = sum(p.numel() for p in mixlab.create_model(name).parameters())
+        if cfg["family"] not in best or n < best[cfg["family"]][1]:
+            best[cfg["family"]] = (name, n)
+    return sorted(name for name, _ in best.values())
+
+
+@pytest.mark.parametrize("model", _smallest_per_family())
+def test_the_strong_recipe_trains_every_classifier_family(model, tmp_path):
+    """Strong steps (RandAugment, erasing, Mixup/CutMix, soft targets) on each family's smallest model: the
+    loss is finite, the weights move, and the recipe's stochastic depth reaches the models that have it."""
+    import json
+    from mixlab.train import TrainConfig, train
+    from mixlab.train.data_setup import model_accepts
+    from mixlab.registry import model_arguments
+    args = model_arguments(model)
+    # the fewest blocks each family builds with (the recipe, not the depth, is under test)
+    shrink = {"depths": (1, 1, 1)} if "depths" in args and "mv2_expand" in args else \
+        {"depth": 11} if "block" in args else {"depth": 1} if "patch_size" in args else {}
+    summary = train(TrainConfig(model=model, data="synthetic:40x3x32x32:10", recipe="strong", batch_size=16,
+                                epochs=1, device="cpu", out=str(tmp_path / "run"), model_kwargs=shrink), log=None)
+    assert summary["completed"] and math.isfinite(summary["test_loss"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["recipe"]["randaugment"] == "rand-m9-mstd0.5-inc1" and config["recipe"]["mixup"] == 0.8
+    has_drop_path = model_accepts(model, None, 3, {"drop_path_rate": 0.1}) is None
+    assert (config["model_kwargs"].get("drop_path_rate") == 0.1) == has_drop_path
