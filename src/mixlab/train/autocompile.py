@@ -75,6 +75,8 @@ def next_record(record: dict, pass_s: float, first_s: float, steps: int, steps_l
 def after_epoch(run, pass_s: float, first_s: float, steps: int, steps_left: int) -> None:
     """Advance run.history["compile"] by the epoch just trained (rank 0 decides) and say what changed."""
     before = run.history["compile"]
+    if before["state"] not in (MEASURING, TRIAL):   # decided (the same on every rank): nothing to agree on
+        return
     after = distributed.broadcast_from_main(next_record(before, pass_s, first_s, steps, steps_left), run.dist)
     run.history["compile"] = after
     if after["state"] == TRIAL and before["state"] != TRIAL:
