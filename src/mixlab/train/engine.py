@@ -17,7 +17,8 @@ epoch by lowest test loss, sample grids after commits). The engine owns the rest
 Determinism: the loader's shuffling/augmentation and the dropout RNG (`state.epoch_seed`) are pure functions of
 (seed, epoch), the lr is a pure function of the step, and the commit point holds model + optimiser + EMA +
 scaler + RNG states, so a run killed at any instant and resumed produces bit-identical metrics and weights on
-CPU. Precision is the recipe's (`precision.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is
+CPU. Precision is the recipe's (`precision.py`); whether the steps go through torch.compile is pinned or measured
+on the run's first epochs (`autocompile.py`). DDP when torchrun sets WORLD_SIZE > 1: the global batch is
 split over ranks, evaluation is sharded, and only rank 0 writes files (holding the run directory's lock).
 """
 from __future__ import annotations
