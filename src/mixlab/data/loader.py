@@ -235,7 +235,8 @@ class DeviceLoader(PlannedLoader):
             else:   # _single's zero-weight stand-in: its own box's noise
                 x = A.erase(x, strong["erase"][positions], noise)
         if strong["mix"] is not None:
-            x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing)
+            # x is this batch's own tensor (normalise made it), so mixing may overwrite it
+            x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing, inplace=True)
         return x, y
 
     def _plan_on_device(self):
