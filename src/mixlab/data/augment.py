@@ -1,9 +1,11 @@
 """Strong augmentation, batched on the training device: RandAugment, random erasing, Mixup / CutMix.
 
-Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted by op
-and the work is a few batched tensor ops per op group (one affine `grid_sample` for all geometric ops, one
-gather through per-image lookup tables for the point, histogram and Contrast ops, one call each for Color
-and Sharpness), with no per-image Python. The semantics are timm's (`timm.data.auto_augment`,
+Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted into
+op groups (GROUPS) and the work is a few batched tensor ops per group (one affine `grid_sample` for all
+geometric ops, one gather through per-image lookup tables for the point, histogram and Contrast ops, one
+blend for Color and Sharpness), with no per-image Python; what depends only on the draws (groups, warp
+coefficients, point-op tables) is computed once per epoch (`randaugment_plan`). On a CPU the cost is the
+count of small kernels, so the code avoids the slow ones (advanced indexing, float → uint8, `trunc`). The semantics are timm's (`timm.data.auto_augment`,
 `random_erasing`, `mixup`), which the streaming path (stream.py) runs image by image on PIL images:
 
 RandAugment `rand-m{M}-n{N}-mstd{σ}-mmax{U}-inc{0|1}-p{P}` (Cubuk et al. 2020, timm's variant): for each of
