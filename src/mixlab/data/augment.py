@@ -450,9 +450,12 @@ def warp(x: torch.Tensor, coefficients: torch.Tensor, fill: torch.Tensor) -> tor
     k = coefficients.to(torch.float64)[:, :, None, None]
     gx = k[:, 0] * cols + (k[:, 1] * rows + k[:, 2])
     gy = k[:, 3] * cols + (k[:, 4] * rows + k[:, 5])
-    grid = torch.stack([gx, gy], -1)
-    inside = ((grid >= -1) & (grid < 1)).all(-1)[:, None]   # 0 ≤ u_in < size on both axes
-    grid = grid.to(torch.float32)
+    inside = ((gx >= -1) & (gx < 1) & (gy >= -1) & (gy < 1))[:, None]   # 0 ≤ u_in < size on both axes
+    # written into the interleaved float32 grid (the same rounding as .to(float32)): cheaper on a CPU than
+    # stacking the float64 planes and converting; the inside comparisons above run on the contiguous planes
+    grid = torch.empty(b, h, w, 2, dtype=torch.float32, device=x.device)
+    grid[..., 0] = gx
+    grid[..., 1] = gy
     sampled = F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)
     # + ½ then truncation is PIL's rounding half up (the samples are convex combinations of 0..255)
     return _to_uint8(torch.where(inside, sampled, fill).add_(0.5).clamp_(0, 255))
