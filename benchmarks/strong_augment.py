@@ -3,8 +3,9 @@ pipeline against timm's per-image CPU pipeline with the same ops.
 
     PYTHONPATH=src python benchmarks/strong_augment.py [--threads 1] [--batch 128] [--reps 5]
 
-Per model (32 px, 3 channels, 10 classes, the recipe's drop_path): a training step (forward, soft-target loss,
-backward, AdamW) on a prepared batch, and the strong augmentation of one batch (RandAugment rand-m9-mstd0.5-inc1
+Per model (32 px, 3 channels, 10 classes, the recipe's drop_path): a training step as the engine runs the
+strong recipe's (the classification task's soft-target loss, backward, gradient clipping at the recipe's norm,
+the recipe's AdamW with its weight-decay filter, fast dropout; `engine._backward_and_step`) on a prepared batch, and the strong augmentation of one batch (RandAugment rand-m9-mstd0.5-inc1
 + crop/flip + erasing 0.25 + Mixup/CutMix, `DeviceLoader`), timed interleaved in one process (median of reps);
 share = augmentation / (augmentation + step). A batch's time is an epoch of the 4-batch dataset ÷ 4, so the
 per-epoch plan is spread over the epoch's batches as in training (not charged whole to one batch). Pipeline: images/s of the device path against timm's
@@ -16,7 +17,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 
 def _median_time(fn, reps):
@@ -40,7 +40,12 @@ def main():
     from mixlab.data import DeviceLoader
     from mixlab.data.augment import Augmentation
     from mixlab.data.dataset import ImageDataset
+    from mixlab.layers.dropout import use_fast_dropout
+    from mixlab.train.classification import ClassificationTask
+    from mixlab.train.engine import _backward_and_step, build_optimizer
+    from mixlab.train.precision import Precision
     from mixlab.train.recipes import load_recipe
+    from types import SimpleNamespace
 
     b = args.batch
     g = torch.Generator().manual_seed(0)
@@ -66,14 +71,21 @@ def main():
     print("|---|---|---|---|---|")
     for name in args.models.split(","):
         kw = {"patch_size": 8} if name.endswith("_demo") else {}
-        model = create_model(name, num_classes=10, in_chans=3, img_size=32, drop_path_rate=0.1, **kw)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        model = create_model(name, num_classes=10, in_chans=3, img_size=32,
+                             drop_path_rate=recipe.drop_path_rate, **kw)
+        if recipe.fast_dropout:
+            use_fast_dropout(model)
+        model.train()
+        # the engine's step of the strong recipe (engine.train_epoch): the task's loss, zero_grad, backward,
+        # clipping and the optimiser step, fp32 (what precision 'auto' is on a CPU)
+        run = SimpleNamespace(net=model, model=model, optimizer=build_optimizer(model, recipe), scaler=None,
+                              recipe=recipe, precision=Precision("auto", torch.device("cpu")))
+        task = ClassificationTask()
 
         def step():
-            loss = -(y * F.log_softmax(model(x), 1)).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            loss, _ = task.loss(run, x, y, 0, 1.0 / len(x))
+            run.optimizer.zero_grad(set_to_none=True)
+            _backward_and_step(run, loss)
         step()
         t_step, t_aug, t_plain = [], [], []
         for _ in range(args.reps):   # interleaved

@@ -345,6 +345,27 @@ def test_smoothing_in_integers_is_the_rounded_float64_filter():
 
 
 @pytest.mark.parametrize("channels", [3, 1])
+def test_float_grey_and_smoothing_are_the_integer_ones(channels):
+    """The batched path's float32 grey level (one matrix product) and smoothing (shifted adds, floored
+    division) = PIL's integer L and the integer SMOOTH filter, exactly, on every level 0..255."""
+    x = _images(16, c=channels, size=16, seed=13)
+    x[0] = 255   # the largest sums
+    x[1] = 0
+    assert torch.equal(A._gray_float(x.float()), A._gray(x).float())
+    assert torch.equal(A._smooth_float(x.float()), A._smooth(x).float())
+
+
+def test_mixing_in_place_is_the_copying_mix():
+    """`mix(..., inplace=True)` (the loader's, on its own batch) = the copying `mix`, for Mixup and CutMix."""
+    x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(14))
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    for row in ((0.7, 0.0, 0, 0, 0, 0), (0.75, 1.0, 2, 6, 1, 5)):
+        want = A.mix(x, y, torch.tensor(row, dtype=torch.float64), 5, 0.1)
+        got = A.mix(x.clone(), y, torch.tensor(row, dtype=torch.float64), 5, 0.1, inplace=True)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("channels", [3, 1])
 def test_batched_randaugment_equals_a_per_image_reference(channels):
     """The batched RandAugment (images sorted by op per layer, one warp, one table gather, one write-back) =
     each image alone through its own ops (`apply_op` / `affine` with a Python matrix), for the same draws:

@@ -1,9 +1,11 @@
 """Strong augmentation, batched on the training device: RandAugment, random erasing, Mixup / CutMix.
 
-Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted by op
-and the work is a few batched tensor ops per op group (one affine `grid_sample` for all geometric ops, one
-gather through per-image lookup tables for the point, histogram and Contrast ops, one call each for Color
-and Sharpness), with no per-image Python. The semantics are timm's (`timm.data.auto_augment`,
+Every image of a batch draws its own ops and magnitudes; per RandAugment layer the images are sorted into
+op groups (GROUPS) and the work is a few batched tensor ops per group (one affine `grid_sample` for all
+geometric ops, one gather through per-image lookup tables for the point, histogram and Contrast ops, one
+blend for Color and Sharpness), with no per-image Python; what depends only on the draws (groups, warp
+coefficients, point-op tables) is computed once per epoch (`randaugment_plan`). On a CPU the cost is the
+count of small kernels, so the code avoids the slow ones (advanced indexing, float → uint8, `trunc`). The semantics are timm's (`timm.data.auto_augment`,
 `random_erasing`, `mixup`), which the streaming path (stream.py) runs image by image on PIL images:
 
 RandAugment `rand-m{M}-n{N}-mstd{σ}-mmax{U}-inc{0|1}-p{P}` (Cubuk et al. 2020, timm's variant): for each of
@@ -215,7 +217,14 @@ def _blend(degenerate, image, factor):
     truncated and clipped to 0..255."""
     f = factor.to(torch.float32).view(-1, 1, 1, 1)
     d = degenerate.to(torch.float32)
-    return torch.trunc(d + f * (image.to(torch.float32) - d)).clamp_(0, 255).to(torch.uint8)
+    return _to_uint8((image.to(torch.float32) - d).mul_(f).add_(d).clamp_(0, 255))
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 of float values in [0, 255], truncated (what `trunc` then `.to(uint8)` give: clamping to [0, 255]
+    before or after truncating is the same). Through int16, because on a CPU torch's float → uint8
+    conversion and `trunc` are an order of magnitude slower than float → int16 → uint8."""
+    return x.to(torch.int16).to(torch.uint8)
 
 
 def _smooth(x):
@@ -282,21 +291,11 @@ def auto_contrast_table(hist: torch.Tensor) -> torch.Tensor:
 def affine(x, matrices, fill):
     """PIL's AFFINE transform with bilinear resampling: out(u) = x(A·u + t) in pixel-centre coordinates
     (pixel i at i + ½), `matrices` [B, 2, 3] = [A | t]. Points that map outside the image take `fill` (the
-    run's mean colour) whole, as PIL does; inside, bilinear with edges clamped (grid_sample, border mode)."""
+    run's mean colour) whole, as PIL does; inside, bilinear with edges clamped (`warp`, which the batched
+    RandAugment calls with the epoch plan's coefficients)."""
     b, c, h, w = x.shape
-    m = matrices.to(x.device, torch.float64)
-    uj = torch.arange(w, dtype=torch.float64, device=x.device) + 0.5
-    ui = torch.arange(h, dtype=torch.float64, device=x.device) + 0.5
-    # grid_sample's normalised g = 2·u_in/size − 1 (align_corners=False) of u_in = A·u + t, as a column term
-    # plus a row term (float64, one full-size add each; no batched matmul over the grid points)
-    gx = (m[:, 0, 0, None] * uj * (2.0 / w))[:, None, :] + ((m[:, 0, 1, None] * ui + m[:, 0, 2, None]) * (2.0 / w) - 1.0)[:, :, None]
-    gy = (m[:, 1, 0, None] * uj * (2.0 / h))[:, None, :] + ((m[:, 1, 1, None] * ui + m[:, 1, 2, None]) * (2.0 / h) - 1.0)[:, :, None]
-    inside = ((gx >= -1) & (gx < 1) & (gy >= -1) & (gy < 1))[:, None]   # 0 ≤ u_in < size
-    grid = torch.stack([gx, gy], -1).to(torch.float32)
-    sampled = F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    fill_t = torch.as_tensor(fill, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    out = torch.where(inside, sampled, fill_t)
-    return torch.floor(out + 0.5).clamp_(0, 255).to(torch.uint8)
+    coefficients = grid_coefficients(matrices.to(x.device, torch.float64), h, w)
+    return warp(x, coefficients, torch.as_tensor(fill, dtype=torch.float32, device=x.device).view(1, -1, 1, 1))
 
 
 def affine_matrices(kinds, args: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -384,61 +383,191 @@ def op_table(name: str, x: torch.Tensor, arg: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"{name!r} is not a table op (one of {', '.join(TABLE_OPS)})")
 
 
+# --- the batched RandAugment: per-epoch precomputation and one pass per layer ----------------------------------
+# Every op of a layer belongs to one of these groups; a group is one batched computation, so a layer's work is a
+# fixed, small number of kernels whatever its mix of ops (the cost on a CPU is the count of small kernels).
+GROUPS = ("geometric", "point", "AutoContrast", "Equalize", "Contrast", "Color", "Sharpness")
+NO_OP = len(GROUPS)   # the group of an image that takes no op in a layer
+
+
 @functools.lru_cache(maxsize=None)
-def _op_order(ops):
-    """The ops of `ops` ordered geometric, table ops, pixel ops (Color, Sharpness), as op indices; the
-    position of each op in that order; and the number of geometric and of table ops."""
-    order = sorted(range(len(ops)), key=lambda k: 0 if ops[k] in AFFINE_OPS else 1 if ops[k] in TABLE_OPS else 2)
-    position = torch.empty(len(ops), dtype=torch.long)
-    position[torch.tensor(order)] = torch.arange(len(ops))
-    kind = torch.tensor([AFFINE_OPS.index(name) if name in AFFINE_OPS else -1 for name in ops])
-    return order, position, kind, sum(ops[k] in AFFINE_OPS for k in order), sum(ops[k] in TABLE_OPS for k in order)
+def _op_groups(ops: tuple) -> torch.Tensor:
+    """The group (index into GROUPS) of each op of `ops`."""
+    def group(name):
+        base = name[:-len("Increasing")] if name.endswith("Increasing") else name
+        if name in AFFINE_OPS:
+            return 0
+        if name in POINT_OPS:
+            return 1
+        return GROUPS.index(base)
+    return torch.tensor([group(name) for name in ops], dtype=torch.long)
 
 
-def randaugment(x, draws, spec, fill):
-    """RandAugment of uint8 images x [B, C, H, W] with per-image `draws` (`draw_randaugment` rows of these
-    images, plus their `level_args` as "arg" when the plan has them). Per layer every image takes its own
-    op, so the images sorted by op (geometric, table ops, pixel ops) form contiguous runs: one gather of the
-    images with an op, the geometric ops in one affine warp (matrices built with tensor ops), the table ops
-    (TABLE_OPS) in one gather through per-image tables, Color and Sharpness one call per op, and one
-    write-back."""
+def grid_coefficients(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[..., 6] float64 (ax, bx, cx, ay, by, cy) of PIL affine coefficients [..., 2, 3] = [A | t]: grid_sample's
+    normalised source coordinate of output pixel (i, j) is gx = ax·(j + ½) + bx·(i + ½) + cx (align_corners=False:
+    g = 2·u_in/size − 1 of u_in = A·u + t), likewise gy; the scaling done once per matrix, not per pixel."""
+    m = matrices.to(torch.float64).reshape(*matrices.shape[:-2], 6)
+    scale = torch.tensor([2.0 / width] * 3 + [2.0 / height] * 3, dtype=torch.float64, device=m.device)
+    shift = torch.tensor([0.0, 0.0, -1.0, 0.0, 0.0, -1.0], dtype=torch.float64, device=m.device)
+    return m * scale + shift
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_centres(height: int, width: int, device: torch.device) -> tuple:
+    """Float64 pixel centres j + ½ as [1, 1, W] and i + ½ as [1, H, 1] (cached: constants)."""
+    cols = torch.arange(width, dtype=torch.float64, device=device) + 0.5
+    rows = torch.arange(height, dtype=torch.float64, device=device) + 0.5
+    return cols.view(1, 1, width), rows.view(1, height, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _gray_weights(device: torch.device) -> torch.Tensor:
+    """PIL's L weights of R, G, B in 16-bit fixed point, float32 [1, 1, 3] (cached)."""
+    return torch.tensor([19595.0, 38470.0, 7471.0], dtype=torch.float32, device=device).view(1, 1, 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _fill_tensor(fill: tuple, device: torch.device) -> torch.Tensor:
+    """The geometric ops' fill colour as float32 [1, C, 1, 1] (cached: the same every batch)."""
+    return torch.tensor(fill, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _levels(device: torch.device) -> torch.Tensor:
+    """The 256 grey levels as a uint8 image [1, 1, 1, 256] (cached), what the tables are computed on."""
+    return torch.arange(256, dtype=torch.uint8, device=device).view(1, 1, 1, 256)
+
+
+def warp(x: torch.Tensor, coefficients: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """PIL's AFFINE transform with bilinear resampling of uint8 images x [B, C, H, W], each by its own
+    `grid_coefficients` [B, 6]: out(u) = x(A·u + t) in pixel-centre coordinates. Points that map outside the
+    image take `fill` (float32 [1, C, 1, 1], the run's mean colour) whole, as PIL does; inside, bilinear with
+    edges clamped (grid_sample, border mode); rounded half up as PIL. The grid's coordinates are float64 (PIL
+    computes them in double), each a column term plus a row term broadcast over the image."""
     b, c, h, w = x.shape
+    cols, rows = _pixel_centres(h, w, x.device)
+    k = coefficients.to(torch.float64)[:, :, None, None]
+    gx = k[:, 0] * cols + (k[:, 1] * rows + k[:, 2])
+    gy = k[:, 3] * cols + (k[:, 4] * rows + k[:, 5])
+    inside = ((gx >= -1) & (gx < 1) & (gy >= -1) & (gy < 1))[:, None]   # 0 ≤ u_in < size on both axes
+    # written into the interleaved float32 grid (the same rounding as .to(float32)): cheaper on a CPU than
+    # stacking the float64 planes and converting; the inside comparisons above run on the contiguous planes
+    grid = torch.empty(b, h, w, 2, dtype=torch.float32, device=x.device)
+    grid[..., 0] = gx
+    grid[..., 1] = gy
+    sampled = F.grid_sample(x.to(torch.float32), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # + ½ then truncation is PIL's rounding half up (the samples are convex combinations of 0..255)
+    return _to_uint8(torch.where(inside, sampled, fill).add_(0.5).clamp_(0, 255))
+
+
+def _gray_float(x: torch.Tensor) -> torch.Tensor:
+    """`_gray` of float32 images holding integers [B, C, H, W] → float32 [B, 1, H, W]: the weighted sum and
+    the rounding constant are integers below 2²⁴ (255·65536 + 32768), exact in float32 in any order of
+    summation, and the shift by 16 is an exact multiplication by 2⁻¹⁶ then floor; so it is PIL's L exactly,
+    as one batched matrix product over the channels."""
+    b, c, h, w = x.shape
+    if c == 1:
+        return x
+    total = torch.matmul(_gray_weights(x.device), x.reshape(b, c, h * w))
+    return total.add_(32768.0).mul_(1.0 / 65536).floor_().view(b, 1, h, w)
+
+
+def _smooth_float(x: torch.Tensor) -> torch.Tensor:
+    """`_smooth` of float32 images holding integers [B, C, H, W], in float32: the weighted 3×3 sum Σ by shifted
+    adds (integers, exact), then (2Σ + 13) / 26 floored (the quotient is never within 1/26 of an integer it
+    does not reach, so the float division floors as the integer one); border pixels kept."""
+    rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    total = (rows[..., :-2] + rows[..., 1:-1]).add_(rows[..., 2:]).add_(x[:, :, 1:-1, 1:-1], alpha=4.0)
+    out = x.clone()
+    out[:, :, 1:-1, 1:-1] = total.mul_(2.0).add_(13.0).div_(26.0).floor_()
+    return out
+
+
+def randaugment_plan(spec: RandAugmentSpec, draws: dict, height: int, width: int) -> dict:
+    """`draws` (`draw_randaugment` rows) plus what the batches of an epoch need of them, computed once for all
+    n images: "arg" (`level_args`), "group" [n, L] (index into GROUPS; NO_OP where no op is applied), "coef"
+    [n, L, 6] (`grid_coefficients` of the geometric ops' matrices; identity elsewhere) and "table" [n, L, 256]
+    uint8 (the point ops' lookup tables, `point_table`; zeros elsewhere: 512 bytes per image with 2 layers).
+    Every entry is indexed by position first, so a batch takes its rows by slicing."""
     ops = spec.ops
-    order, position, kind, n_geometric, n_table = _op_order(ops)
-    args = draws.get("arg")
-    if args is None:
-        args = level_args(ops, draws["op"], draws["magnitude"], draws["sign"], h, w)
-    x = x.clone()   # written in place below; the caller's images stay as they were
+    out = dict(draws)
+    if "arg" not in out:
+        out["arg"] = level_args(ops, draws["op"], draws["magnitude"], draws["sign"], height, width)
+    op, arg = draws["op"], out["arg"]
+    out["group"] = torch.where(draws["apply"], _op_groups(ops)[op], NO_OP)
+    kind = torch.tensor([AFFINE_OPS.index(name) if name in AFFINE_OPS else -1 for name in ops])[op]
+    out["coef"] = grid_coefficients(affine_matrices(kind.flatten(), arg.flatten(), height, width),
+                                    height, width).view(*op.shape, 6)
+    table = torch.zeros(*op.shape, 256, dtype=torch.uint8)
+    for k, name in enumerate(ops):
+        if name in POINT_OPS:
+            rows = (draws["apply"] & (op == k)).nonzero(as_tuple=True)
+            if len(rows[0]):
+                table[rows] = point_table(name, arg[rows])
+    out["table"] = table
+    return out
+
+
+def randaugment(x: torch.Tensor, draws: dict, spec: RandAugmentSpec, fill) -> torch.Tensor:
+    """RandAugment of uint8 images x [B, C, H, W] with per-image `draws` (`draw_randaugment` rows of these
+    images, or their `randaugment_plan`, which an epoch's plan holds). Per layer every image takes its own op;
+    the images sorted by group (GROUPS) form contiguous runs, so a layer is one gather of the images with an
+    op, one affine warp of the geometric ops (grid coefficients from the plan), one gather through per-image
+    tables of the table ops (the point ops' tables from the plan, AutoContrast and Equalize from one
+    histogram, Contrast from the mean grey level), one blend of Color and Sharpness, and one write-back."""
+    b, c, h, w = x.shape
+    if "group" not in draws:
+        draws = randaugment_plan(spec, draws, h, w)
+    dev = x.device
+    fill_t = _fill_tensor(tuple(float(v) for v in fill), dev)
     for layer in range(spec.num_layers):
-        op, arg = draws["op"][:, layer], args[:, layer]
-        key = torch.where(draws["apply"][:, layer], position[op], len(ops))   # len(ops): no op this layer
-        counts = torch.bincount(key, minlength=len(ops) + 1).tolist()
-        chosen = b - counts[-1]
+        group = draws["group"][:, layer]
+        counts = torch.bincount(group, minlength=NO_OP + 1).tolist()
+        chosen = b - counts[NO_OP]
         if chosen == 0:
             continue
-        idx = torch.argsort(key, stable=True)[:chosen]
-        op, arg = op[idx], arg[idx]
-        idx = idx.to(x.device)
-        sub = x[idx]
-        outs, start = [], 0
-        geometric = sum(counts[:n_geometric])
-        if geometric:
-            outs.append(affine(sub[:geometric], affine_matrices(kind[op[:geometric]], arg[:geometric], h, w), fill))
-            start = geometric
-        tables, first = [], start
-        for r in range(n_geometric, n_geometric + n_table):
-            if counts[r]:
-                part = slice(start, start + counts[r])
-                tables.append(op_table(ops[order[r]], sub[part], arg[part]).expand(-1, c, -1))
-                start += counts[r]
+        perm = torch.argsort(group, stable=True)
+        idx = perm[:chosen]
+        ends = np.cumsum(counts[:NO_OP]).tolist()   # run k of the sorted images: [ends[k - 1], ends[k])
+        geo, point, ac, eq, con, col, sharp = (slice(0 if k == 0 else ends[k - 1], ends[k]) for k in range(NO_OP))
+        # the batch in group order by one index_select (on a CPU far cheaper than advanced indexing or
+        # index_put), and back at the end by the inverse permutation
+        perm_dev = perm.to(dev)
+        ordered = x.index_select(0, perm_dev)
+        sub = ordered[:chosen]
+        outs = []
+        if counts[0]:
+            outs.append(warp(sub[geo], draws["coef"][idx[geo], layer].to(dev), fill_t))
+        # Contrast, Color and Sharpness work on float images (Contrast and Color on their grey levels)
+        xf = sub[con.start:].to(torch.float32) if con.start < chosen else None
+        n_con, n_col = counts[4], counts[5]
+        gray = _gray_float(xf[:n_con + n_col]) if n_con + n_col else None
+        tables = []
+        if counts[1]:
+            tables.append(draws["table"][idx[point], layer].to(dev)[:, None].expand(-1, c, -1))
+        if counts[2] + counts[3]:
+            hist = _histogram(sub[ac.start:eq.stop])
+            if counts[2]:
+                tables.append(auto_contrast_table(hist[:counts[2]]))
+            if counts[3]:
+                tables.append(equalize_table(hist[counts[2]:]))
+        if n_con:
+            mean = gray[:n_con].to(torch.float64).mean((1, 2, 3), keepdim=True)
+            factor = draws["arg"][idx[con], layer].to(dev)
+            tables.append(_blend(torch.floor(mean + 0.5), _levels(dev), factor).view(n_con, 1, 256).expand(-1, c, -1))
         if tables:
-            outs.append(_lut(sub[first:start], torch.cat(tables)))
-        for r in range(n_geometric + n_table, len(ops)):   # Color and Sharpness mix a pixel with others
-            if counts[r]:
-                part = slice(start, start + counts[r])
-                outs.append(apply_op(ops[order[r]], sub[part], arg[part], fill))
-                start += counts[r]
-        x[idx] = torch.cat(outs)
+            outs.append(_lut(sub[point.start:con.stop], torch.cat(tables)))
+        if n_col + counts[6]:   # Color (blend with the grey image) and Sharpness (with the smoothed one) in one
+            degenerate = []
+            if n_col:
+                degenerate.append(gray[n_con:].expand(-1, c, -1, -1))
+            if counts[6]:
+                degenerate.append(_smooth_float(xf[n_con + n_col:]))
+            factor = draws["arg"][idx[col.start:sharp.stop], layer].to(dev)
+            outs.append(_blend(torch.cat(degenerate), xf[n_con:], factor))
+        outs.append(ordered[chosen:])
+        x = torch.cat(outs).index_select(0, torch.empty_like(perm_dev).scatter_(0, perm_dev, torch.arange(b, device=dev)))
     return x
 
 
@@ -458,25 +587,21 @@ def erase(x: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator, glob
     if total == 0:
         return x
     noise = torch.empty(total, dtype=x.dtype, device=x.device).normal_(generator=generator)
-    # this rank's erased images, the first noise element of each, and every element's flat index in x
-    rows = (boxes[:, 2] > 0).nonzero()[:, 0]
-    if len(rows) == 0:
-        return x
-    top, left, bh, bw = boxes[rows].unbind(1)
-    size = c * bh * bw
-    source = (counts.cumsum(0) - counts)[rank + rows * world_size]
-    image = torch.repeat_interleave(torch.arange(len(rows)), size)
-    j = torch.arange(int(size.sum())) - torch.repeat_interleave(size.cumsum(0) - size, size)   # (c, y, x) raster
-    area, width = (bh * bw)[image], bw[image]
-    within = j % area
-    flat = (((rows[image] * c + j // area) * h + top[image] + within // width) * w + left[image] + within % width)
-    x.view(-1)[flat.to(x.device)] = noise[(source[image] + j).to(x.device)]
+    # each erased image's box is one slice copy of its stretch of the noise: on a CPU, a copy per erased image
+    # (a quarter of the batch) is cheaper than any whole-batch formulation (a masked_scatter_ or a flat index
+    # over the batch, which pay a pass over all B·C·H·W elements)
+    starts = (counts.cumsum(0) - counts).tolist()
+    for i, (top, left, bh, bw) in enumerate(boxes.tolist()):
+        if bh > 0:
+            start = starts[rank + i * world_size]
+            x[i, :, top:top + bh, left:left + bw] = noise[start:start + c * bh * bw].view(c, bh, bw)
     return x
 
 
-def mix(x, y, row, num_classes, smoothing):
+def mix(x, y, row, num_classes, smoothing, inplace=False):
     """Mixup or CutMix of a normalised batch with its reverse, as `draw_mix`'s `row` says; returns (x, soft
-    targets [B, K] float32)."""
+    targets [B, K] float32). inplace: x may be overwritten (the loader's own fresh batch), saving a copy of
+    the batch."""
     lam, use_cutmix, yl, yh, xl, xh = row.tolist()
     off = smoothing / num_classes
     target = torch.full((len(y), num_classes), off, dtype=torch.float32, device=x.device)
@@ -485,10 +610,12 @@ def mix(x, y, row, num_classes, smoothing):
         return x, target
     if use_cutmix:
         yl, yh, xl, xh = int(yl), int(yh), int(xl), int(xh)
-        x = x.clone()
+        if not inplace:
+            x = x.clone()
         x[:, :, yl:yh, xl:xh] = x[:, :, yl:yh, xl:xh].flip(0)   # only the box is reversed (flip copies)
-    else:   # x·λ + reversed·(1 − λ), the same products and sum, with one temporary less
-        x = (x * lam).add_(x.flip(0).mul_(1.0 - lam))
+    else:   # x·λ + reversed·(1 − λ), the same products and sum, with one temporary less (two in place)
+        reversed_part = x.flip(0).mul_(1.0 - lam)
+        x = (x.mul_(lam) if inplace else x * lam).add_(reversed_part)
     return x, target * lam + target.flip(0) * (1.0 - lam)
 
 
@@ -525,8 +652,8 @@ class Augmentation:
         plus the seed of the erasing noise (`noise_seed + g` for global batch g)."""
         gen = torch.Generator().manual_seed(_generator("image", seed, epoch))
         ra = draw_randaugment(self.randaugment, n, gen) if self.randaugment else None
-        if ra is not None:   # each draw's argument, once per epoch rather than per batch
-            ra["arg"] = level_args(self.randaugment.ops, ra["op"], ra["magnitude"], ra["sign"], height, width)
+        if ra is not None:   # arguments, groups, warp coefficients and point tables once per epoch, not per batch
+            ra = randaugment_plan(self.randaugment, ra, height, width)
         boxes = draw_erasing(self.random_erasing, n, height, width, gen) if self.random_erasing > 0 else None
         mixes = draw_mix(num_batches, height, width, self.mixup, self.cutmix, self.mix_prob, self.switch_prob,
                          np.random.default_rng(_generator("mix", seed, epoch))) if self.mixing else None

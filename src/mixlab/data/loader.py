@@ -200,7 +200,8 @@ class DeviceLoader(PlannedLoader):
         plan (and the strong augmentation's plan `strong`, if any) says. y is soft targets [B, K] when mixing."""
         order, offsets, flips = plan
         index = order[positions]
-        x = self.images[index]
+        # index_select rather than advanced indexing: the same rows, several times faster on a CPU
+        x = self.images.index_select(0, index)
         if self.rrc:
             boxes = self.rrc_boxes(range(len(order))[positions], *self.images.shape[2:])
             x = resized_crop_batch(x, boxes, self.transform.img_size)
@@ -211,7 +212,7 @@ class DeviceLoader(PlannedLoader):
         elif offsets is not None or flips is not None:
             x = crop_flip(x, None if offsets is None else offsets[positions],
                           None if flips is None else flips[positions], self.padding)
-        y = self.labels[index]
+        y = self.labels.index_select(0, index)
         if strong is None:
             return self.normalise(x), y
         return self._strong(x, y, strong, positions, g)
@@ -235,7 +236,8 @@ class DeviceLoader(PlannedLoader):
             else:   # _single's zero-weight stand-in: its own box's noise
                 x = A.erase(x, strong["erase"][positions], noise)
         if strong["mix"] is not None:
-            x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing)
+            # x is this batch's own tensor (normalise made it), so mixing may overwrite it
+            x, y = A.mix(x, y, strong["mix"][g], aug.num_classes, aug.label_smoothing, inplace=True)
         return x, y
 
     def _plan_on_device(self):
