@@ -14,10 +14,9 @@ from . import registry
 from .fileio import atomic_write, first_line, write_json
 from .layers.mlp import CHANNEL_MLPS
 from .mixers import MIXERS
-from .rundir import BEST, LAST, SAVED_WEIGHTS, RunDir, RunError, default_weights, validation_run
+from .rundir import RunDir, RunError, weights_path
 from .timm_models import model_pretrained_cfg
 
-WEIGHT_FILES = SAVED_WEIGHTS   # the names a weights file in a saved folder may have; which is the default: rundir
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
@@ -105,17 +104,6 @@ def _informative_line(err):
     return lines[0][:400]
 
 
-def _missing_note(directory, name, asked):
-    """What to add when the weights file `load` looked for is not there."""
-    if asked:
-        return ""
-    if name == LAST and (directory / BEST).exists():   # never fall back to it: the test set chose its epoch
-        return f" (its {BEST} was chosen on the test split: pass weights={BEST!r} to load it anyway)"
-    if validation_run(directory) is None:
-        return f" (nor {' or '.join(n for n in WEIGHT_FILES if n != name)})"
-    return ""
-
-
 def _unwrap(model):
     model = getattr(model, "module", model)          # DDP
     return getattr(model, "_orig_mod", model)        # torch.compile
@@ -135,11 +123,7 @@ def load(path: str | Path, weights: str | None = None, map_location: str | torch
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.is_dir():
-        directory = path
-        name = weights or default_weights(directory)
-        weight_file = directory / name
-        if not weight_file.exists():
-            raise FileNotFoundError(f"{directory} holds no {name}" + _missing_note(directory, name, weights))
+        directory, weight_file = path, weights_path(path, weights)
     else:
         directory, weight_file = path.parent, path
     if weight_file.suffix != ".safetensors":

@@ -376,6 +376,23 @@ def default_weights(run_dir: str | Path) -> str:
     return next((name for name in SAVED_WEIGHTS if (path / name).exists()), BEST)
 
 
+def weights_path(run_dir: str | Path, weights: str | None = None) -> Path:
+    """The weights file of a run or saved folder: `weights` if named, else `default_weights`; a one-line
+    FileNotFoundError when it is not there (saying when the default was not taken because the test split
+    chose best.safetensors' epoch, and which other names a saved folder may use)."""
+    directory = Path(run_dir)
+    name = weights or default_weights(directory)
+    path = directory / name
+    if path.exists():
+        return path
+    note = ""
+    if not weights and name == LAST and (directory / BEST).exists():   # never fall back: the test set chose it
+        note = f" (its {BEST} was chosen on the test split: pass weights={BEST!r} to load it anyway)"
+    elif not weights and validation_run(directory) is None:
+        note = f" (nor {' or '.join(n for n in SAVED_WEIGHTS if n != name)})"
+    raise FileNotFoundError(f"{directory} holds no {name}{note}")
+
+
 def weights_label(run_dir: str | Path, name: str) -> str:
     """`name` for messages, saying so when it is the best epoch of a run whose evaluation split was the test
     split (a number from it was chosen by the test set and is no result)."""

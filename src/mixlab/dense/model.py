@@ -199,10 +199,8 @@ def load_dense(run_dir, weights=None) -> DenseModel:
     from safetensors.torch import load_model
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    from ..rundir import default_weights
-    path = run_dir / (weights or default_weights(run_dir))
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} holds no {path.name}")
+    from ..rundir import weights_path
+    path = weights_path(run_dir, weights)
     model = build_dense(config)
     load_model(model, str(path))
     model.data_config = {k: config.get(k) for k in ("mean", "std", "class_names", "input_size")}
